@@ -1,0 +1,1 @@
+"""The lab's Temporal worker: the money transfer and the module-1 print-numbers workflow."""
