@@ -42,5 +42,6 @@ PERMANENT: frozenset[ErrorCode] = frozenset(
         ErrorCode.INVALID_REQUEST,
         ErrorCode.MISSING_IDEMPOTENCY_KEY,
         ErrorCode.IDEMPOTENCY_KEY_CONFLICT,
+        ErrorCode.NOT_FOUND,
     }
 )
