@@ -1,0 +1,290 @@
+"""``python -m worker``: poll Temporal for work and run it against the bank.
+
+Settings come from the environment (see worker/config.py): TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and the other TEMPORAL_* client settings,
+BANK_URL, BANK_TIMEOUT, WORKER_READY_FILE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from bank.client import BankClient
+from worker.activities import Bank, BankingActivities, print_number
+from worker.config import (
+    BankSettings,
+    ConfigError,
+    TemporalSettings,
+    connect,
+    poller_identities,
+    quiet_runtime,
+    ready_file,
+)
+from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME
+from worker.workflows import BANK_CALL_TIMEOUT, MoneyTransfer, PrintNumbersWorkflow
+
+log = logging.getLogger("worker")
+
+# How long the worker keeps trying to reach Temporal before it gives up.
+CONNECT_WAIT = 120.0  # seconds
+
+
+def build_workers(
+    client: Client,
+    bank: Bank,
+    *,
+    transfer_task_queue: str = MONEY_TRANSFER_TASK_QUEUE_NAME,
+    print_task_queue: str = PRINT_NUMBERS_TASK_QUEUE_NAME,
+) -> list[Worker]:
+    """One Worker per task queue: each queue gets exactly its own workflows and activities."""
+    banking = BankingActivities(bank)
+    return [
+        _worker(
+            client,
+            transfer_task_queue,
+            workflows=[MoneyTransfer],
+            activities=[banking.withdraw, banking.deposit, banking.refund],
+        ),
+        _worker(
+            client, print_task_queue, workflows=[PrintNumbersWorkflow], activities=[print_number]
+        ),
+    ]
+
+
+def _worker(
+    client: Client,
+    task_queue: str,
+    *,
+    workflows: Sequence[type],
+    activities: Sequence[Callable[..., Any]],
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=workflows,
+        activities=activities,
+        # When this worker is killed, a workflow task already handed to its own
+        # ("sticky") queue waits this long before Temporal gives it to another
+        # worker through the normal queue. The SDK's default is 10 s; with 1 s the
+        # restarted worker picks the transfer up almost at once.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=1),
+        # On SIGTERM or Ctrl+C, in-flight activities get this long to finish
+        # before they are cancelled (Temporal then retries them).
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+
+
+class _LabFormatter(logging.Formatter):
+    """``2024/02/12 10:59:09 Withdrawing $250 ...``, with ERROR/WARNING in front when it is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelprefix)s%(message)s", datefmt="%Y/%m/%d %H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelprefix = f"{record.levelname} " if record.levelno >= logging.WARNING else ""
+        return super().format(record)
+
+
+class _AlreadyLogged(logging.Filter):
+    """Drop the SDK's "Completing activity as failed" traceback for errors our activities
+    raise on purpose: they already logged one clear line (e.g. "Deposit failed: ...").
+    A real bug (any other exception) keeps its full traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "__temporal_error_identifier", None) != "ActivityFailure":
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, ApplicationError)
+
+
+class _OneRetryLinePer(logging.Filter):
+    """While Temporal is away, the SDK core warns about every retried gRPC call of
+    every poller, several lines a second: keep one short line per interval."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("gRPC call"):
+            return True
+        if record.created - self.last < self.seconds:
+            return False
+        self.last = record.created
+        call = message.split(" {", 1)[0]  # drop the long dict of error details
+        record.msg, record.args = f"Temporal does not answer ({call}); still trying.", ()
+        return True
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LabFormatter())
+    handler.addFilter(_AlreadyLogged())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # Keep the learner's log lines as short as the tutorial's: no dict of
+    # activity or workflow details after every message.
+    activity.logger.activity_info_on_message = False
+    workflow.logger.workflow_info_on_message = False
+    # One line per bank request is noise next to the activities' own lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    core = logging.getLogger("temporalio.core")  # see quiet_runtime()
+    if not core.filters:
+        core.addFilter(_OneRetryLinePer(seconds=10))
+
+
+async def _wait_until_polling(client: Client, task_queues: list[str]) -> None:
+    """Until the Temporal server sees this process polling each queue."""
+    for queue in task_queues:
+        checks = 0
+        while client.identity not in await poller_identities(client, queue):
+            checks += 1
+            if checks == 50:  # 10 s
+                log.warning(f"Temporal does not list this worker on {queue} yet; still waiting.")
+            await asyncio.sleep(0.2)
+
+
+async def _check_bank(bank: BankClient, url: str) -> None:
+    try:
+        await bank.health()
+    except Exception as err:  # httpx errors, or an error answer
+        log.warning(f"The bank at {url} does not answer yet ({err}); activities will retry.")
+    else:
+        log.info(f"The bank at {url} answers.")
+
+
+async def run_worker(stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM or SIGINT (Ctrl+C), or until ``stop`` is set. Returns the exit code."""
+    configure_logging()
+    try:
+        temporal = TemporalSettings.from_env()
+        bank_settings = BankSettings.from_env()
+    except ConfigError as err:
+        log.error(str(err))
+        return 2
+    ready = ready_file()
+    _mark_ready(ready, False)
+    queues = [MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME]
+    log.info(f"Temporal: {temporal.address}, namespace {temporal.namespace}")
+    log.info(f"Task queues: {', '.join(queues)}")
+    log.info(f"Bank: {bank_settings.url} (timeout {bank_settings.timeout:g} s)")
+    if bank_settings.timeout >= BANK_CALL_TIMEOUT.total_seconds():
+        log.warning(
+            f"BANK_TIMEOUT is not below the activities' {BANK_CALL_TIMEOUT.seconds} s "
+            "start-to-close timeout: a slow bank shows up as Temporal's timeout instead."
+        )
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        client = await _connect_unless_stopped(temporal, stop)
+        if client is None:
+            return 0
+        async with BankClient(bank_settings.url, timeout=bank_settings.timeout) as bank:
+            await _check_bank(bank, bank_settings.url)
+            workers = build_workers(client, bank)
+            return await _run_until_stopped(client, workers, queues, stop, ready)
+    except ConnectionError as err:
+        log.error(f"{err}. Is the temporal service running? Try `make ps` and `make logs`.")
+        log.error(f"(The SDK said: {err.__cause__})")
+        return 1
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _connect_unless_stopped(temporal: TemporalSettings, stop: asyncio.Event) -> Client | None:
+    """Connect to Temporal, waiting while it starts; None if told to stop meanwhile."""
+    runtime = quiet_runtime(forward_to=logging.getLogger("temporalio.core"))
+    connecting = asyncio.create_task(
+        connect(temporal, wait_seconds=CONNECT_WAIT, say=log.info, runtime=runtime)
+    )
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not connecting.done():
+        connecting.cancel()
+        log.info("Stopped before Temporal answered.")
+        return None
+    return connecting.result()
+
+
+async def _run_until_stopped(
+    client: Client, workers: list[Worker], queues: list[str], stop: asyncio.Event, ready: Path
+) -> int:
+    running = [asyncio.create_task(w.run()) for w in workers]
+    stopping = asyncio.create_task(stop.wait())
+    polling = asyncio.create_task(_wait_until_polling(client, queues))
+    try:
+        await asyncio.wait({polling, stopping, *running}, return_when=asyncio.FIRST_COMPLETED)
+        if polling.done():
+            if polling.exception():
+                log.warning(f"Cannot ask Temporal who polls: {polling.exception()}")
+            _mark_ready(ready, True)
+            log.info("Worker is ready: waiting for workflows and activities.")
+            await asyncio.wait({stopping, *running}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            log.info("Shutting down: finishing in-flight activities, then leaving Temporal.")
+    finally:
+        polling.cancel()
+        stopping.cancel()
+        _mark_ready(ready, False)
+        await asyncio.gather(*(w.shutdown() for w in workers))
+        results = await asyncio.gather(*running, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        log.error(f"Worker failed: {failure!r}")
+    if failures:
+        return 1
+    log.info("Worker stopped.")
+    return 0
+
+
+def _mark_ready(path: Path, ready: bool) -> None:
+    """The file the Compose healthcheck looks for: there exactly while the worker polls."""
+    if ready:
+        path.touch()
+    else:
+        path.unlink(missing_ok=True)
+
+
+def main() -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run_worker())
+    return 130
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown.
+
+    The Temporal client's Rust threads can outlive the event loop, and tearing
+    the interpreter down under them sometimes aborts the process ("Fatal Python
+    error: PyGILState_Release", exit code 134, temporalio/sdk-python#300) after
+    the work was done. Flush what we printed, then leave at once.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    exit_now(main())

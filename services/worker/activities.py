@@ -1,0 +1,149 @@
+"""The activities: the only code here that talks to the outside world (the bank).
+
+Each bank call carries an idempotency key made from the transfer's reference id
+and the step, so when Temporal retries a step (after a timeout, or after the
+worker was killed half-way) the bank answers "already done" instead of moving
+the money a second time.
+"""
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Protocol
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from bank.client import BankError
+from bank.errors import PERMANENT, ErrorCode
+from bank.models import Movement
+from worker.shared import PaymentDetails, StepResult, idempotency_key
+
+# How often an activity tells Temporal "still alive" while it waits for the bank.
+HEARTBEAT_EVERY = 0.5  # seconds; the workflow's heartbeat_timeout is 2 s
+
+
+class Bank(Protocol):
+    """What the activities need from the bank: bank.client.BankClient has it."""
+
+    async def withdraw(self, account_id: str, amount: int, idempotency_key: str) -> Movement: ...
+
+    async def deposit(self, account_id: str, amount: int, idempotency_key: str) -> Movement: ...
+
+
+class BankingActivities:
+    def __init__(self, bank: Bank) -> None:
+        self.bank = bank
+
+    @activity.defn
+    async def withdraw(self, data: PaymentDetails) -> StepResult:
+        activity.logger.info(f"Withdrawing ${data.amount} from account {data.source_account}.")
+        key = idempotency_key(data.reference_id, "withdraw")
+        call = self.bank.withdraw(data.source_account, data.amount, key)
+        movement = await self._call_bank("Withdrawal", call)
+        return _step_result(movement)
+
+    @activity.defn
+    async def deposit(self, data: PaymentDetails) -> StepResult:
+        activity.logger.info(f"Depositing ${data.amount} into account {data.target_account}.")
+        key = idempotency_key(data.reference_id, "deposit")
+        # To introduce a bug, change `self.bank.deposit` on the next line to
+        # `self.deposit_that_fails`, then rebuild and restart the worker (`make build up`).
+        # Change it back and do the same to fix the bug: the waiting transfer completes.
+        call = self.bank.deposit(data.target_account, data.amount, key)
+        movement = await self._call_bank("Deposit", call)
+        return _step_result(movement)
+
+    @activity.defn
+    async def refund(self, data: PaymentDetails) -> StepResult:
+        activity.logger.info(f"Refunding ${data.amount} to account {data.source_account}.")
+        key = idempotency_key(data.reference_id, "refund")
+        # A refund must never give up (that would lose the money), so every error
+        # it meets is retryable, even one the bank calls permanent.
+        call = self.bank.deposit(data.source_account, data.amount, key)
+        movement = await self._call_bank("Refund", call, always_retry=True)
+        return _step_result(movement)
+
+    async def deposit_that_fails(
+        self, account_id: str, amount: int, idempotency_key: str
+    ) -> Movement:
+        """A deposit with a bug in it: the tutorial's "introduce a bug" exercise."""
+        raise RuntimeError("This deposit has failed.")
+
+    async def _call_bank(
+        self, step: str, call: Awaitable[Movement], *, always_retry: bool = False
+    ) -> Movement:
+        """Wait for the bank, heartbeating, and turn its errors into Temporal errors."""
+        try:
+            movement = await _heartbeat_while(call)
+        except Exception as err:
+            error = _temporal_error(err, always_retry=always_retry)
+            activity.logger.error(f"{step} failed: {error.message}")
+            raise error from err
+        if movement.replayed:
+            activity.logger.info(
+                f"The bank had already done this ({movement.idempotency_key}): "
+                "nothing moved a second time."
+            )
+        return movement
+
+
+@activity.defn
+async def print_number(number: int) -> str:
+    print(number, flush=True)
+    return str(number)
+
+
+async def _heartbeat_while(call: Awaitable[Movement]) -> Movement:
+    """Await ``call``, heartbeating every HEARTBEAT_EVERY seconds until it finishes.
+
+    The heartbeats are how Temporal notices quickly that a worker died in the
+    middle of a bank call: no heartbeat for 2 s and the server retries the
+    activity on another (or the restarted) worker.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        while True:
+            activity.heartbeat()
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+            if done:
+                return task.result()
+    finally:
+        task.cancel()
+
+
+def _temporal_error(err: Exception, *, always_retry: bool = False) -> ApplicationError:
+    """Say whether Temporal should retry: only errors a retry might fix are retryable."""
+    if isinstance(err, BankError):
+        if err.code == ErrorCode.UNKNOWN_ACCOUNT:
+            error_type = "InvalidAccountError"
+        elif err.code == ErrorCode.INSUFFICIENT_FUNDS:
+            error_type = "InsufficientFundsError"
+        elif err.code in PERMANENT:
+            error_type = "InvalidRequestError"
+        else:  # injected_fault, bank_down: the bank may work again soon
+            error_type = "BankUnavailableError"
+        permanent = err.code in PERMANENT
+        return ApplicationError(
+            err.message,
+            err.code.value,
+            type=error_type,
+            non_retryable=permanent and not always_retry,
+        )
+    if isinstance(err, httpx.TimeoutException):
+        message = str(err) or f"The bank did not answer in time ({type(err).__name__})."
+        return ApplicationError(message, type="BankTimeoutError")
+    if isinstance(err, httpx.TransportError):
+        reason = str(err) or type(err).__name__
+        return ApplicationError(f"Cannot reach the bank: {reason}", type="BankUnreachableError")
+    # Anything else, such as deposit_that_fails: a bug that a fix and a retry can cure.
+    return ApplicationError(str(err) or type(err).__name__, type=type(err).__name__)
+
+
+def _step_result(movement: Movement) -> StepResult:
+    return StepResult(
+        transaction_seq=movement.seq,
+        account_id=movement.account_id,
+        amount=movement.amount,
+        idempotency_key=movement.idempotency_key,
+    )

@@ -1,0 +1,192 @@
+"""The workflows: deterministic orchestration, replayed from history after a crash.
+
+A workflow never talks to the bank itself; it asks Temporal to run activities
+and records their results in the workflow's history. When the worker dies,
+another one replays that history and carries on from the step it was at.
+"""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from worker.activities import BankingActivities, print_number
+    from worker.shared import (
+        MONEY_TRANSFER_WORKFLOW,
+        PRINT_NUMBERS_WORKFLOW,
+        PaymentDetails,
+        StepResult,
+        TransferResult,
+    )
+
+# Longer than the bank client's own timeout (BANK_TIMEOUT, 5 s by default), so a
+# slow bank shows up as the bank's timeout error rather than as Temporal's.
+BANK_CALL_TIMEOUT = timedelta(seconds=15)
+# The activities heartbeat every 0.5 s while they wait for the bank. If the worker
+# is killed (`docker kill`), the heartbeats stop and Temporal retries the activity
+# about 2 s later, instead of waiting out the whole 15 s start-to-close timeout.
+HEARTBEAT_TIMEOUT = timedelta(seconds=2)
+
+NON_RETRYABLE_ERRORS = ["InvalidAccountError", "InsufficientFundsError", "InvalidRequestError"]
+
+
+def step_retry_policy(max_attempts: int) -> RetryPolicy:
+    """Retries for withdraw and deposit.
+
+    The interval stays short (at most 2 s) so that when you fix a bug while a
+    transfer is retrying, the next attempt, which picks up the fix, comes soon.
+    """
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=2),
+        maximum_attempts=max_attempts,  # 0: until it succeeds (or the bug is fixed)
+        non_retryable_error_types=NON_RETRYABLE_ERRORS,
+    )
+
+
+# A compensation that gives up loses money: the withdrawal already happened, so
+# the refund retries until it succeeds, however long that takes. (The refund
+# activity also reports every error as retryable, for the same reason.)
+REFUND_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=0,
+)
+
+
+@workflow.defn(name=MONEY_TRANSFER_WORKFLOW)
+class MoneyTransfer:
+    @workflow.run
+    async def run(self, payment_details: PaymentDetails) -> TransferResult:
+        details = payment_details
+        retry_policy = step_retry_policy(details.max_attempts)
+
+        try:
+            withdrawn = await workflow.execute_activity_method(
+                BankingActivities.withdraw,
+                details,
+                start_to_close_timeout=BANK_CALL_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=retry_policy,
+            )
+        except ActivityError as err:
+            raise _withdraw_failed(details, err) from err
+
+        try:
+            deposited = await workflow.execute_activity_method(
+                BankingActivities.deposit,
+                details,
+                start_to_close_timeout=BANK_CALL_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=retry_policy,
+            )
+        except ActivityError as deposit_err:
+            await self._refund(details, deposit_err)
+            raise ApplicationError(
+                _story(
+                    f"Deposit into {details.target_account}",
+                    deposit_err,
+                    f"${details.amount} was refunded to {details.source_account}.",
+                ),
+                type="TransferFailed",
+                non_retryable=True,
+            ) from deposit_err
+
+        return TransferResult(
+            reference_id=details.reference_id, withdraw=withdrawn, deposit=deposited
+        )
+
+    async def _refund(self, details: PaymentDetails, deposit_err: ActivityError) -> StepResult:
+        try:
+            return await workflow.execute_activity_method(
+                BankingActivities.refund,
+                details,
+                start_to_close_timeout=BANK_CALL_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=REFUND_RETRY_POLICY,
+            )
+        except ActivityError as refund_err:
+            # Only reachable if the refund is cancelled or its policy is changed.
+            raise ApplicationError(
+                _story(
+                    f"Deposit into {details.target_account}",
+                    deposit_err,
+                    _story(
+                        f"The refund to {details.source_account}",
+                        refund_err,
+                        f"${details.amount} is in limbo: withdrawn from "
+                        f"{details.source_account} but in neither account.",
+                    ),
+                ),
+                type="RefundFailed",
+                non_retryable=True,
+            ) from refund_err
+
+
+def _withdraw_failed(details: PaymentDetails, err: ActivityError) -> ApplicationError:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        outcome = "Nothing was moved."
+    else:
+        # The retries ran out on an error such as a timeout: the bank may have
+        # done the withdrawal without confirming it.
+        outcome = (
+            "Nothing was deposited. The bank never confirmed the withdrawal: look for key "
+            f"{details.reference_id}-withdraw in its ledger before you try again."
+        )
+    return ApplicationError(
+        _story(f"Withdrawal from {details.source_account}", err, outcome),
+        type="TransferFailed",
+        non_retryable=True,
+    )
+
+
+# What the bank's refusals mean, in the words a person would use.
+_REFUSALS = {
+    "InvalidAccountError": "unknown account",
+    "InsufficientFundsError": "insufficient funds",
+    "InvalidRequestError": "request refused",
+}
+
+
+def _story(step: str, err: ActivityError, outcome: str) -> str:
+    """E.g. "Deposit into 43-812 failed: This deposit has failed. $250 was refunded to 85-150."
+
+    The step, why it failed (the activity's own error), then what that means for the money.
+    """
+    cause = err.cause
+    message = cause.message if isinstance(cause, FailureError) else str(err)
+    message = message.strip() or "unknown error"
+    if not message.endswith((".", "!", "?")):
+        message += "."
+    refusal = _REFUSALS.get(cause.type or "") if isinstance(cause, ApplicationError) else None
+    label = f" ({refusal})" if refusal else ""
+    if outcome in message:  # the bank may already have said "Nothing was moved."
+        return f"{step} failed{label}: {message}"
+    return f"{step} failed{label}: {message} {outcome}"
+
+
+@workflow.defn(name=PRINT_NUMBERS_WORKFLOW)
+class PrintNumbersWorkflow:
+    """Module 1: print 1 to 10, pausing between numbers; kill the worker half-way to see it resume.
+
+    Started with no argument, as the workshop does; the pause is an optional
+    argument only so that tests need not wait 27 s.
+    """
+
+    @workflow.run
+    async def run(self, pause_seconds: float = 3.0) -> str:
+        for counter in range(1, 11):
+            await workflow.execute_activity(
+                print_number,
+                counter,
+                start_to_close_timeout=timedelta(seconds=5),
+            )
+            if counter < 10:
+                # A durable timer: it lives on the Temporal server, not in this process.
+                await workflow.sleep(pause_seconds)
+        return "Workflow completed"
