@@ -1,0 +1,105 @@
+# The crash-proof lab's front door. `make help` lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+COMPOSE := docker compose -f compose/compose.yaml
+# Where the learner's browser reaches the lab (the ports in compose/compose.yaml).
+UI_URL := http://localhost:$(or $(TEMPORAL_UI_PORT),8080)
+BANK_URL := http://localhost:$(or $(BANK_PORT),8081)
+
+# `make transfer` options, passed to the starter when set.
+TRANSFER_ARGS := $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
+	$(if $(AMOUNT),--amount $(AMOUNT)) $(if $(ATTEMPTS),--attempts $(ATTEMPTS)) \
+	$(if $(REFERENCE_ID),--reference-id $(REFERENCE_ID))
+
+SAY := @printf '\n==> %s\n'
+
+.PHONY: help
+help: ## Show this list
+	@echo "The crash-proof lab. Start with 'make up', then 'make transfer'."
+	@echo
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
+	@echo
+	@echo "  Transfer options: make transfer AMOUNT=100 FROM=85-150 TO=43-812 ATTEMPTS=1"
+
+.PHONY: up
+up: build ## Build what changed, start the lab, wait until every service is healthy
+	$(SAY) "Starting Temporal, the bank and the worker..."
+	@$(COMPOSE) up --detach --wait --quiet-pull || { \
+		echo; echo "The lab did not become healthy. What is running:"; $(COMPOSE) ps; \
+		echo "Look at 'make logs' for the reason."; exit 1; }
+	@echo
+	@echo "The lab is up."
+	@echo "  Temporal UI   $(UI_URL)"
+	@echo "  Bank          $(BANK_URL)/accounts   (API docs: $(BANK_URL)/docs)"
+	@echo "  Temporal gRPC localhost:$(or $(TEMPORAL_PORT),7233)"
+	@echo
+	@echo "Next: 'make transfer' moves \$$250 from 85-150 to 43-812; 'make help' lists the rest."
+
+.PHONY: down
+down: ## Stop the lab; balances and workflow history are kept
+	@$(COMPOSE) --profile tools down
+	@echo "Stopped. Your data is kept: 'make up' resumes; 'make clean' deletes it."
+
+.PHONY: clean
+clean: ## Stop the lab and delete its data (balances back to the start, history gone)
+	@$(COMPOSE) --profile tools down --volumes
+	@echo "Stopped and wiped. 'make up' starts fresh: 85-150 has \$$2000, 43-812 has \$$0."
+
+.PHONY: transfer
+transfer: ## Move $250 from 85-150 to 43-812 and print the result
+	@$(COMPOSE) run --rm --no-deps starter transfer $(TRANSFER_ARGS)
+
+.PHONY: print-numbers
+print-numbers: ## Run (or re-attach to) the module-1 print-numbers workflow
+	@$(COMPOSE) run --rm --no-deps starter print-numbers
+
+.PHONY: balances
+balances: ## Show every account's balance
+	@$(COMPOSE) run --rm --no-deps starter balances
+
+.PHONY: logs
+logs: ## Follow the services' logs (Ctrl+C to stop following)
+	@$(COMPOSE) logs --follow --tail=50
+
+.PHONY: ps
+ps: ## Show each service and its health
+	@$(COMPOSE) ps
+
+.PHONY: test
+test: lint build ## Run every test: unit, then the real stack through testcontainers
+	$(SAY) "Running the tests (the stack tests start their own copy of the lab)..."
+	@$(VENV)/bin/pytest
+
+.PHONY: lint
+lint: $(VENV)/.installed ## Check the code with ruff and mypy
+	$(SAY) "Linting with ruff and mypy..."
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy services tests
+
+.PHONY: build
+build: $(VENV)/.installed ## Build the images (only what changed; the first time from nothing)
+	@command -v docker >/dev/null || { echo "Docker is needed: https://docs.docker.com/get-docker/"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "The Docker engine does not answer: is it running?"; exit 1; }
+	@compose/ensure-compose.sh
+	@compose/base/build-base.sh
+	@compose/runtime/build-runtime.sh
+	$(SAY) "Building the service images (cached layers make this quick)..."
+	@# Without the buildx plugin Compose warns that it builds without Bake;
+	@# the result is the same, so that one line is dropped.
+	@$(COMPOSE) --profile tools build --quiet 2>&1 | { grep -v "buildx isn't installed" || true; }
+
+$(VENV)/.installed: tests/requirements.txt services/requirements.txt
+	$(SAY) "Installing the lab's Python tools into $(VENV)..."
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "Python 3.11 or newer is needed (found: $$($(PYTHON) --version))."; exit 1; }
+	@$(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet -r tests/requirements.txt
+	@touch $@
