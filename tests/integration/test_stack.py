@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.lab import Lab
+from lab.invariants import check_bank
+from lab.testing import Lab
 
 pytestmark = pytest.mark.stack
 
@@ -55,7 +56,9 @@ def test_transfer_moves_exactly_250(lab: Lab) -> None:
 
 
 def test_repeated_withdraw_with_same_key_moves_nothing(lab: Lab) -> None:
-    key = f"{uuid.uuid4()}-withdraw"
+    # Not a transfer's key (those end in -withdraw, -deposit, -refund): a
+    # movement made by hand, which the ledger checks count as such.
+    key = f"{uuid.uuid4()}-by-hand"
     before = lab.balances()["10-001"]
     url = f"{lab.bank_url}/accounts/10-001/withdraw"
 
@@ -154,3 +157,10 @@ def test_temporal_kill_and_start_loses_no_workflow(lab: Lab) -> None:
     assert after["10-006"] == before["10-006"] - 40
     assert after["10-007"] == before["10-007"] + 40
     assert len(movements_for(lab, ref)) == 2
+
+
+async def test_the_ledger_proves_every_transfer_whole(lab: Lab) -> None:
+    async with lab.bank() as bank:
+        report = await check_bank(bank, settled=True)
+    assert report.ok, report.lines()
+    assert report.counts()["completed"] >= 1

@@ -1,0 +1,248 @@
+"""A running lab as one object: where its services are, and the levers that break them.
+
+`Stack` drives any Compose project of the lab through the `docker` command
+line: the learner's (`make up`, project `crashlab`) or a test's. Every lever is
+a real Docker operation: SIGKILL, `docker pause`, a network disconnect.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client
+
+from bank.client import BankClient
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
+DEFAULT_PROJECT = "crashlab"
+
+# The long-running services a learner can break; the starter is one-shot.
+SERVICES = ("temporal", "bank", "worker")
+# The ports inside the containers (compose/compose.yaml publishes them).
+TEMPORAL_PORT = 7233
+TEMPORAL_UI_PORT = 8233
+BANK_PORT = 8000
+
+
+class StackError(Exception):
+    """A lever could not be pulled; the message says why and what to do."""
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    service: str
+    state: str  # running, paused, exited, ...
+    health: str  # healthy, unhealthy, starting, or "" without a healthcheck
+    exit_code: int
+
+    @property
+    def killed(self) -> bool:
+        # SIGKILL shows as exit code 137 (128 + 9).
+        return self.state == "exited" and self.exit_code == 137
+
+
+@dataclass
+class Stack:
+    project: str = DEFAULT_PROJECT
+    # Extra environment for `docker compose` (ports, WORKER_SOURCE...).
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    # --- docker -----------------------------------------------------------
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", self.project, *args], check
+        )
+
+    def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, **self.env}, check=False
+        )
+        if check and result.returncode != 0:
+            raise StackError(
+                f"`{' '.join(cmd)}` failed:\n{(result.stderr or result.stdout).strip()}"
+            )
+        return result
+
+    def containers(self, service: str | None = None) -> list[Container]:
+        """Every container of the project (or of one service), running or not."""
+        out = self.compose("ps", "--all", "--format", "json", *([service] if service else []))
+        rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        return sorted(
+            (
+                Container(
+                    id=row["ID"],
+                    name=row["Name"],
+                    service=row["Service"],
+                    state=row["State"],
+                    health=row.get("Health", ""),
+                    exit_code=int(row.get("ExitCode", 0)),
+                )
+                for row in rows
+            ),
+            key=lambda c: c.name,
+        )
+
+    def _one_or_all(self, service: str, which: str) -> list[Container]:
+        """The containers a lever acts on: all of them, one at random, or one by number."""
+        self._check_service(service)
+        found = self.containers(service)
+        if not found:
+            raise StackError(
+                f"No {service} container exists in project {self.project}: "
+                "is the lab up? (`make up`)"
+            )
+        if which == "all":
+            return found
+        if which == "random":
+            return [random.choice(found)]
+        by_number = [c for c in found if c.name.endswith(f"-{which}")]
+        if not by_number:
+            names = ", ".join(c.name for c in found)
+            raise StackError(f"No {service} container number {which}; there are: {names}.")
+        return by_number
+
+    @staticmethod
+    def _check_service(service: str) -> None:
+        if service not in SERVICES:
+            raise StackError(
+                f"Unknown service {service!r}. The lab's services are: {', '.join(SERVICES)}."
+            )
+
+    # --- where things are -------------------------------------------------
+
+    def published(self, service: str, port: int) -> str:
+        """host:port where this machine reaches a service's port."""
+        out = self.compose("port", service, str(port), check=False)
+        address = out.stdout.strip()
+        if out.returncode != 0 or not address:
+            raise StackError(
+                f"The {service} service publishes no port {port} in project {self.project}: "
+                "is the lab up? (`make up`)"
+            )
+        host, _, published = address.rpartition(":")
+        return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '[::]') else host}:{published}"
+
+    @property
+    def bank_url(self) -> str:
+        return f"http://{self.published('bank', BANK_PORT)}"
+
+    @property
+    def temporal_address(self) -> str:
+        return self.published("temporal", TEMPORAL_PORT)
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.published('temporal', TEMPORAL_UI_PORT)}"
+
+    def workflow_url(self, workflow_id: str) -> str:
+        return f"{self.ui_url}/namespaces/default/workflows/{workflow_id}"
+
+    def bank(self, timeout: float = 5.0) -> BankClient:
+        return BankClient(self.bank_url, timeout=timeout)
+
+    async def temporal(self) -> Client:
+        return await Client.connect(self.temporal_address)
+
+    def balances(self) -> dict[str, int]:
+        accounts = httpx.get(f"{self.bank_url}/accounts", timeout=5).json()["accounts"]
+        return {a["id"]: a["balance"] for a in accounts}
+
+    def starter(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Runs the one-shot starter container; never raises on its exit code."""
+        return self.compose("run", "--rm", "--no-deps", "starter", *args, check=False)
+
+    # --- levers -----------------------------------------------------------
+
+    def kill(self, service: str, which: str = "all") -> list[Container]:
+        """SIGKILL, as `docker kill` does: the process gets no chance to clean up."""
+        targets = self._one_or_all(service, which)
+        running = [c for c in targets if c.state in ("running", "paused")]
+        if not running:
+            raise StackError(f"No {service} container is running: nothing to kill.")
+        self._run(["docker", "kill", "--signal", "SIGKILL", *(c.id for c in running)], True)
+        return running
+
+    def start(self, service: str, *, wait: bool = True, timeout: float = 60) -> list[Container]:
+        """Starts the service's stopped or killed containers, and waits until healthy."""
+        targets = [c for c in self._one_or_all(service, "all") if c.state == "exited"]
+        if targets:
+            self._run(["docker", "start", *(c.id for c in targets)], True)
+        if wait:
+            self.wait_healthy(service, timeout=timeout)
+        return targets
+
+    def stop(self, service: str) -> None:
+        """A graceful stop (SIGTERM): the worker tells Temporal it is leaving."""
+        self._check_service(service)
+        self.compose("stop", service)
+
+    def pause(self, service: str, which: str = "all") -> list[Container]:
+        """Freezes the processes (`docker pause`): connections stay open, nothing answers."""
+        targets = [c for c in self._one_or_all(service, which) if c.state == "running"]
+        if not targets:
+            raise StackError(f"No running {service} container to pause.")
+        self._run(["docker", "pause", *(c.id for c in targets)], True)
+        return targets
+
+    def unpause(self, service: str) -> list[Container]:
+        targets = [c for c in self._one_or_all(service, "all") if c.state == "paused"]
+        if targets:
+            self._run(["docker", "unpause", *(c.id for c in targets)], True)
+        return targets
+
+    @property
+    def network(self) -> str:
+        return f"{self.project}_default"
+
+    def disconnect(self, service: str, which: str = "all") -> list[Container]:
+        """Cuts the cable: the containers leave the lab network and every connection breaks."""
+        targets = [c for c in self._one_or_all(service, which) if c.state == "running"]
+        if not targets:
+            raise StackError(f"No running {service} container to disconnect.")
+        for c in targets:
+            self._run(["docker", "network", "disconnect", self.network, c.id], True)
+        return targets
+
+    def reconnect(self, service: str) -> list[Container]:
+        """Plugs the cable back in, under the service's name so the others find it again."""
+        targets = self._one_or_all(service, "all")
+        for c in targets:
+            if not self.is_connected(c):
+                self._run(
+                    ["docker", "network", "connect", "--alias", service, self.network, c.id], True
+                )
+        return targets
+
+    def is_connected(self, container: Container) -> bool:
+        out = self._run(
+            ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container.id],
+            True,
+        )
+        return self.network in json.loads(out.stdout or "{}")
+
+    def wait_healthy(self, service: str, *, timeout: float = 60) -> None:
+        """Waits until every container of the service runs and passes its healthcheck."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.containers(service)
+            if found and all(c.state == "running" and c.health in ("healthy", "") for c in found):
+                return
+            if time.monotonic() > deadline:
+                states = ", ".join(f"{c.name}: {c.state} {c.health}".strip() for c in found)
+                raise StackError(
+                    f"{service} did not become healthy within {timeout:.0f} s ({states}). "
+                    f"See `docker compose -p {self.project} logs {service}`."
+                )
+            time.sleep(0.2)

@@ -1,0 +1,61 @@
+"""The whole lab for a pytest suite: started through testcontainers, torn down after.
+
+    with Lab() as lab:
+        lab.kill("worker")
+        lab.start("worker")
+        report = await check_bank(lab.bank(), settled=True)
+
+It is a `Stack` (every lever works on it) in its own Compose project on
+random free ports, so it never collides with a lab started by `make up`, and
+its volumes are deleted when it stops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from testcontainers.compose import DockerCompose
+
+from lab.stack import COMPOSE_FILE, Stack
+
+# Empty port variables publish on random free ports (see compose/compose.yaml).
+RANDOM_PORTS = {
+    "TEMPORAL_PORT": "",
+    "TEMPORAL_UI_PORT": "",
+    "TEMPORAL_UI_ALT_PORT": "",
+    "BANK_PORT": "",
+}
+
+
+@dataclass
+class Lab(Stack):
+    project: str = "crashlab-test"
+    compose_env: DockerCompose = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.env = {**RANDOM_PORTS, **self.env, "COMPOSE_PROJECT_NAME": self.project}
+        # testcontainers runs `docker compose` with this process's environment.
+        os.environ.update(self.env)
+        self.compose_env = DockerCompose(
+            context=COMPOSE_FILE.parent,
+            compose_file_name=COMPOSE_FILE.name,
+            build=True,
+            wait=True,
+        )
+
+    def __enter__(self) -> Lab:
+        # The starter is a one-shot service outside the default profile, which
+        # `up --build` would not build.
+        self.compose("--profile", "tools", "build", "--quiet", "starter")
+        self.compose_env.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.compose("--profile", "tools", "down", "--volumes", "--timeout", "2")
