@@ -12,8 +12,9 @@ its volumes are deleted when it stops.
 
 from __future__ import annotations
 
-import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 from testcontainers.compose import DockerCompose
@@ -36,11 +37,13 @@ class Lab(Stack):
 
     def __post_init__(self) -> None:
         self.env = {**RANDOM_PORTS, **self.env, "COMPOSE_PROJECT_NAME": self.project}
-        # testcontainers runs `docker compose` with this process's environment.
-        os.environ.update(self.env)
+        # testcontainers passes settings to `docker compose` as an env file.
+        env_file = Path(tempfile.mkdtemp(prefix="crashlab-")) / "lab.env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
         self.compose_env = DockerCompose(
             context=COMPOSE_FILE.parent,
             compose_file_name=COMPOSE_FILE.name,
+            env_file=str(env_file),
             build=True,
             wait=True,
         )
