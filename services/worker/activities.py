@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from bank.client import BankError
 from bank.errors import PERMANENT, ErrorCode
 from bank.models import Movement
+from worker.print_numbers import print_number as print_number  # module 1's activity
 from worker.shared import PaymentDetails, StepResult, idempotency_key
 
 # How often an activity tells Temporal "still alive" while it waits for the bank.
@@ -48,8 +49,10 @@ class BankingActivities:
         activity.logger.info(f"Depositing ${data.amount} into account {data.target_account}.")
         key = idempotency_key(data.reference_id, "deposit")
         # To introduce a bug, change `self.bank.deposit` on the next line to
-        # `self.deposit_that_fails`, then rebuild and restart the worker (`make build up`).
-        # Change it back and do the same to fix the bug: the waiting transfer completes.
+        # `self.deposit_that_fails` and restart the worker
+        # (`docker compose -f compose/compose.yaml restart worker`: it runs this file
+        # from disk). Change it back and restart it again to fix the bug: the
+        # waiting transfer completes.
         call = self.bank.deposit(data.target_account, data.amount, key)
         movement = await self._call_bank("Deposit", call)
         return _step_result(movement)
@@ -86,12 +89,6 @@ class BankingActivities:
                 "nothing moved a second time."
             )
         return movement
-
-
-@activity.defn
-async def print_number(number: int) -> str:
-    print(number, flush=True)
-    return str(number)
 
 
 async def _heartbeat_while(call: Awaitable[Movement]) -> Movement:

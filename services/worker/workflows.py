@@ -11,23 +11,25 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
+# Module 1's workflow has a file of its own (it needs only the Temporal SDK); it is
+# importable from here too.
+from worker.print_numbers import PrintNumbersWorkflow as PrintNumbersWorkflow
+
 with workflow.unsafe.imports_passed_through():
-    from worker.activities import BankingActivities, print_number
+    from worker.activities import BankingActivities
     from worker.shared import (
         MONEY_TRANSFER_WORKFLOW,
-        PRINT_NUMBERS_WORKFLOW,
         PaymentDetails,
         StepResult,
         TransferResult,
     )
+    from worker.tuning import HEARTBEAT_TIMEOUT
 
 # Longer than the bank client's own timeout (BANK_TIMEOUT, 5 s by default), so a
 # slow bank shows up as the bank's timeout error rather than as Temporal's.
 BANK_CALL_TIMEOUT = timedelta(seconds=15)
-# The activities heartbeat every 0.5 s while they wait for the bank. If the worker
-# is killed (`docker kill`), the heartbeats stop and Temporal retries the activity
-# about 2 s later, instead of waiting out the whole 15 s start-to-close timeout.
-HEARTBEAT_TIMEOUT = timedelta(seconds=2)
+# HEARTBEAT_TIMEOUT (worker/tuning.py) is what makes a killed worker's activity
+# come back in seconds rather than after BANK_CALL_TIMEOUT.
 
 NON_RETRYABLE_ERRORS = ["InvalidAccountError", "InsufficientFundsError", "InvalidRequestError"]
 
@@ -168,25 +170,3 @@ def _story(step: str, err: ActivityError, outcome: str) -> str:
     if outcome in message:  # the bank may already have said "Nothing was moved."
         return f"{step} failed{label}: {message}"
     return f"{step} failed{label}: {message} {outcome}"
-
-
-@workflow.defn(name=PRINT_NUMBERS_WORKFLOW)
-class PrintNumbersWorkflow:
-    """Module 1: print 1 to 10, pausing between numbers; kill the worker half-way to see it resume.
-
-    Started with no argument, as the workshop does; the pause is an optional
-    argument only so that tests need not wait 27 s.
-    """
-
-    @workflow.run
-    async def run(self, pause_seconds: float = 3.0) -> str:
-        for counter in range(1, 11):
-            await workflow.execute_activity(
-                print_number,
-                counter,
-                start_to_close_timeout=timedelta(seconds=5),
-            )
-            if counter < 10:
-                # A durable timer: it lives on the Temporal server, not in this process.
-                await workflow.sleep(pause_seconds)
-        return "Workflow completed"

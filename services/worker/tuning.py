@@ -1,0 +1,24 @@
+"""How quickly work resumes after a worker is killed, and the SDK's defaults to compare.
+
+WORKER_RECOVERY=fast (the lab's default) or sdk-defaults (Temporal out of the
+box; `make bench` measures both). Read once when the worker starts: the
+workflow module imports these values through the sandbox, so every workflow
+task of one worker process sees the same ones.
+"""
+
+import os
+from datetime import timedelta
+
+RECOVERY_MODES = ("fast", "sdk-defaults")
+RECOVERY = os.environ.get("WORKER_RECOVERY", "fast")
+FAST = RECOVERY != "sdk-defaults"
+
+# Activities heartbeat every 0.5 s while they wait for the bank. If the worker
+# dies, the heartbeats stop and Temporal retries the activity this long after
+# the last one, instead of waiting out the whole start-to-close timeout.
+HEARTBEAT_TIMEOUT: timedelta | None = timedelta(seconds=2) if FAST else None
+
+# When a worker dies, a workflow task already given to its own ("sticky")
+# queue waits this long before Temporal offers it to another worker through
+# the normal queue. 10 s is the SDK's default.
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=1) if FAST else timedelta(seconds=10)
