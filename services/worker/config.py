@@ -125,7 +125,7 @@ async def connect(
     *,
     wait_seconds: float,
     say: Callable[[str], None],
-    retry_every: float = 2.0,
+    retry_every: float = 0.5,
     runtime: Runtime | None = None,
 ) -> Client:
     """Connect to Temporal, trying again for up to ``wait_seconds`` while it starts.
