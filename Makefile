@@ -72,6 +72,63 @@ logs: ## Follow the services' logs (Ctrl+C to stop following)
 ps: ## Show each service and its health
 	@$(COMPOSE) ps
 
+# --- levers: break the lab on purpose (python -m lab --help for all options) ---
+
+LAB := $(VENV)/bin/python -m lab
+
+.PHONY: status
+status: $(VENV)/.installed ## One screen: services, open workflows, pollers, balances, ledger checks
+	@$(LAB) status
+
+.PHONY: check
+check: $(VENV)/.installed ## Prove from the ledger that no money was lost or moved twice
+	@$(LAB) check
+
+.PHONY: kill
+kill: $(VENV)/.installed ## SIGKILL a service: make kill SERVICE=worker [WHICH=random|2]
+	@$(LAB) kill $(SERVICE) $(if $(WHICH),--which $(WHICH))
+
+.PHONY: start
+start: $(VENV)/.installed ## Start a killed or stopped service again: make start SERVICE=worker
+	@$(LAB) start $(SERVICE)
+
+.PHONY: stop
+stop: $(VENV)/.installed ## Stop a service gracefully (SIGTERM): make stop SERVICE=worker
+	@$(LAB) stop $(SERVICE)
+
+.PHONY: pause
+pause: $(VENV)/.installed ## Freeze a service: make pause SERVICE=temporal [SECONDS=30] (0: until unpause)
+	@$(LAB) pause $(SERVICE) $(if $(SECONDS),--seconds $(SECONDS))
+
+.PHONY: unpause
+unpause: $(VENV)/.installed ## Unfreeze a paused service: make unpause SERVICE=temporal
+	@$(LAB) unpause $(SERVICE)
+
+.PHONY: disconnect
+disconnect: $(VENV)/.installed ## Cut a service off the network: make disconnect SERVICE=bank [SECONDS=30]
+	@$(LAB) disconnect $(SERVICE) $(if $(SECONDS),--seconds $(SECONDS))
+
+.PHONY: reconnect
+reconnect: $(VENV)/.installed ## Plug a disconnected service back in: make reconnect SERVICE=bank
+	@$(LAB) reconnect $(SERVICE)
+
+.PHONY: fault
+fault: $(VENV)/.installed ## Break the bank: make fault OP=deposit MODE=error [RATE=0.5] [LATENCY_MS=2000]
+	@$(LAB) fault $(OP) $(MODE) $(if $(RATE),--rate $(RATE)) \
+		$(if $(LATENCY_MS),--latency-ms $(LATENCY_MS)) $(if $(JITTER_MS),--jitter-ms $(JITTER_MS))
+
+.PHONY: faults
+faults: $(VENV)/.installed ## Show the bank's fault switch
+	@$(LAB) fault show
+
+.PHONY: faults-clear
+faults-clear: $(VENV)/.installed ## Clear every bank fault
+	@$(LAB) fault clear
+
+.PHONY: bench
+bench: build ## Measure start-up, recovery, throughput and memory (a few minutes; not a test)
+	@$(VENV)/bin/python -m lab.bench $(if $(RUNS),--runs $(RUNS))
+
 .PHONY: test
 test: lint build ## Run every test: unit, then the real stack through testcontainers
 	$(SAY) "Running the tests (the stack tests start their own copy of the lab)..."

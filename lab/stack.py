@@ -123,16 +123,26 @@ class Stack:
     # --- where things are -------------------------------------------------
 
     def published(self, service: str, port: int) -> str:
-        """host:port where this machine reaches a service's port."""
-        out = self.compose("port", service, str(port), check=False)
-        address = out.stdout.strip()
-        if out.returncode != 0 or not address:
+        """host:port where this machine reaches a service's port.
+
+        The UI is published twice (8080 and 8233): the lower port is the one
+        the README and the hosted lab name.
+        """
+        out = self.compose("ps", "--format", "json", service, check=False)
+        rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        found = sorted(
+            (p["PublishedPort"], p["URL"])
+            for row in rows
+            for p in row.get("Publishers") or []
+            if p["TargetPort"] == port and p["PublishedPort"]
+        )
+        if not found:
             raise StackError(
                 f"The {service} service publishes no port {port} in project {self.project}: "
                 "is the lab up? (`make up`)"
             )
-        host, _, published = address.rpartition(":")
-        return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '[::]') else host}:{published}"
+        published, host = found[0]
+        return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{published}"
 
     @property
     def bank_url(self) -> str:

@@ -1,0 +1,334 @@
+"""The learner's levers on a real lab: `python -m lab` kills, pauses and cuts off real
+containers, and the status screen tells the truth about what that did.
+
+Its own Compose project (crashlab-levers) on random ports, so a learner's lab
+(`make up`, project crashlab) is never touched. Transfers here use the load-test
+accounts (10-00x). The tests run in file order and leave the lab healthy for the
+next one; the last proves that, after all that breaking, the ledger holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from lab import cli
+from lab.invariants import check_bank
+from lab.stack import ROOT
+from lab.status import OpenWorkflow, open_workflows
+from lab.testing import Lab
+from worker.shared import (
+    MONEY_TRANSFER_TASK_QUEUE_NAME,
+    MONEY_TRANSFER_WORKFLOW,
+    PaymentDetails,
+    TransferResult,
+)
+
+pytestmark = pytest.mark.stack
+
+T = TypeVar("T")
+MISTYPED_QUEUE = "TRANSFER_MONEY_TASKQUEUE"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with Lab(project="crashlab-levers") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def temporal(lab: Lab) -> AsyncIterator[Client]:
+    yield await lab.temporal()
+
+
+async def lab_cli(lab: Lab, *args: str) -> int:
+    """`python -m lab --project <the test's lab> ARGS`, in-process (main runs its own
+    event loop, hence a thread). Its output goes to capsys."""
+    return await asyncio.to_thread(cli.main, ["--project", lab.project, *args])
+
+
+async def until(
+    what: str, probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within: float = 20
+) -> T:
+    """Polls ``probe`` until ``ok`` says yes; fails with the last value after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {within:g} s; last seen: {value!r}")
+        await asyncio.sleep(0.25)
+
+
+async def status_screen(lab: Lab, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert await lab_cli(lab, "status") == cli.EXIT_OK
+    return capsys.readouterr().out
+
+
+def service_line(screen: str, container: str) -> str:
+    """The Services line of one container: "  bank  crashlab-levers-bank-1  running (healthy)"."""
+    found = [line.split() for line in screen.splitlines() if f" {container} " in line]
+    assert found, f"{container} is not on the screen:\n{screen}"
+    return " ".join(found[0])
+
+
+def warnings_of(screen: str) -> str:
+    """The screen's "!!" lines, joined into plain sentences."""
+    return " ".join(
+        line.removeprefix("!!").strip() for line in screen.splitlines() if line.startswith("!!")
+    )
+
+
+def bank_resolves_inside(lab: Lab) -> bool:
+    """Whether `bank` resolves on the lab network, asked from the worker's container."""
+    [worker] = lab.containers("worker")
+    probe = "import socket; socket.getaddrinfo('bank', 8000)"
+    result = subprocess.run(
+        ["docker", "exec", worker.id, "python", "-c", probe], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
+async def open_workflow(temporal: Client, workflow_id: str) -> OpenWorkflow | None:
+    return next((w for w in await open_workflows(temporal) if w.workflow_id == workflow_id), None)
+
+
+def transfer_details(amount: int) -> PaymentDetails:
+    return PaymentDetails("10-005", "10-006", amount, str(uuid.uuid4()))
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.to_thread(fn, *args)
+
+
+# --- the tests, in order ---------------------------------------------------------
+
+
+def test_status_shows_every_service_and_the_balances(lab: Lab) -> None:
+    # Through the real entry point, as a learner runs it.
+    result = subprocess.run(
+        [sys.executable, "-m", "lab", "--project", lab.project, "status"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    screen = result.stdout
+    for service in ("temporal", "bank", "worker"):
+        container = f"{lab.project}-{service}-1"
+        assert service_line(screen, container) == f"{service} {container} running (healthy)"
+    assert "85-150 $2000" in screen
+    assert "43-812 $0" in screen
+    assert f"{MONEY_TRANSFER_TASK_QUEUE_NAME}  1@" in screen  # the worker polls
+    assert "ok   money is conserved" in screen
+    assert "!!" not in screen
+
+
+async def test_a_killed_worker_strands_a_transfer_until_it_is_started_again(
+    lab: Lab, temporal: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = await in_thread(lab.balances)
+    assert await lab_cli(lab, "kill", "worker") == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"Killed {lab.project}-worker-1 (SIGKILL: no shutdown code ran)." in out
+    assert "`make start SERVICE=worker`" in out
+    [worker] = await in_thread(lab.containers, "worker")
+    assert worker.killed
+
+    ref = str(uuid.uuid4())
+    started = await in_thread(
+        lab.starter,
+        *("transfer", "--from", "10-001", "--to", "10-002", "--amount", "10"),
+        *("--reference-id", ref, "--no-wait"),
+    )
+    assert started.returncode == 0, started.stderr
+    workflow_id = f"transfer-{ref}"
+
+    # Temporal may list the dead worker's poller for minutes; the screen matches it to
+    # its killed container, so the warning does not depend on the server's timing.
+    screen = await until(
+        "the transfer on the status screen",
+        lambda: status_screen(lab, capsys),
+        lambda s: workflow_id in s,
+    )
+    assert service_line(screen, f"{lab.project}-worker-1").endswith("killed (exit 137)")
+    warning = warnings_of(screen)
+    assert workflow_id in warning
+    assert f"waits on task queue {MONEY_TRANSFER_TASK_QUEUE_NAME}, and no live worker" in warning
+    handle = temporal.get_workflow_handle(workflow_id, result_type=TransferResult)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+    assert await lab_cli(lab, "start", "worker") == cli.EXIT_OK
+    assert "worker is healthy." in capsys.readouterr().out
+    result = await asyncio.wait_for(handle.result(), 30)
+    assert result.reference_id == ref
+    after = await in_thread(lab.balances)
+    assert (after["10-001"], after["10-002"]) == (before["10-001"] - 10, before["10-002"] + 10)
+    assert "!!" not in await status_screen(lab, capsys)
+
+
+async def test_a_paused_bank_answers_nothing_until_it_is_unpaused(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = await in_thread(lambda: lab.bank_url)
+    pausing = asyncio.create_task(lab_cli(lab, "pause", "bank", "--seconds", "3"))
+    await until(
+        "the bank paused",
+        lambda: in_thread(lab.containers, "bank"),
+        lambda found: found[0].state == "paused",
+    )
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.TimeoutException):
+            await http.get(f"{url}/health", timeout=0.5)
+        assert await pausing == cli.EXIT_OK  # it unpaused by itself
+        assert (await http.get(f"{url}/health", timeout=5)).json() == {"status": "ok"}
+    out = capsys.readouterr().out
+    assert f"Paused {lab.project}-bank-1" in out
+    assert out.rstrip().endswith(f"Unpaused {lab.project}-bank-1.")
+
+
+async def test_a_disconnected_bank_makes_a_transfer_retry_until_it_is_reconnected(
+    lab: Lab, temporal: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await lab_cli(lab, "disconnect", "bank", "--hold") == cli.EXIT_OK
+    assert "until `make reconnect SERVICE=bank`" in capsys.readouterr().out
+    [bank] = await in_thread(lab.containers, "bank")
+    assert not await in_thread(lab.is_connected, bank)
+    assert not await in_thread(bank_resolves_inside, lab)
+    screen = await status_screen(lab, capsys)
+    assert service_line(screen, f"{lab.project}-bank-1").endswith("DISCONNECTED")
+
+    # The starter would ask the bank first (and not find it): start from here.
+    details = transfer_details(15)
+    handle = await temporal.start_workflow(
+        MONEY_TRANSFER_WORKFLOW,
+        details,
+        id=f"transfer-{details.reference_id}",
+        task_queue=MONEY_TRANSFER_TASK_QUEUE_NAME,
+        result_type=TransferResult,
+    )
+    retrying = await until(
+        "the withdraw retrying",
+        lambda: open_workflow(temporal, handle.id),
+        lambda wf: (
+            wf is not None and any(a.attempt >= 2 and a.last_failure for a in wf.pending_activities)
+        ),
+    )
+    assert retrying is not None
+    assert retrying.pending_activities[0].activity_type == "withdraw"
+
+    assert await lab_cli(lab, "reconnect", "bank") == cli.EXIT_OK
+    assert f"Reconnected {lab.project}-bank-1" in capsys.readouterr().out
+    await until("bank resolving", lambda: in_thread(bank_resolves_inside, lab), bool, within=10)
+    result = await asyncio.wait_for(handle.result(), 30)
+    assert result.withdraw.amount == result.deposit.amount == 15
+
+
+async def test_the_fault_switch_follows_the_cli(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = await in_thread(lambda: lab.bank_url)
+
+    async def faults() -> dict[str, Any]:
+        async with httpx.AsyncClient() as http:
+            body: dict[str, Any] = (await http.get(f"{url}/faults", timeout=5)).json()
+            return body
+
+    assert await lab_cli(lab, "fault", "deposit", "error", "--rate", "0.5") == cli.EXIT_OK
+    assert await faults() == {
+        "withdraw": None,
+        "deposit": {"mode": "error", "rate": 0.5, "latency_ms": 0, "jitter_ms": 0},
+    }
+    assert "Fault set on deposit: error on 50% of calls." in capsys.readouterr().out
+
+    args = ("--latency-ms", "200", "--jitter-ms", "50")
+    assert await lab_cli(lab, "fault", "all", "latency", *args) == cli.EXIT_OK
+    latency = {"mode": "latency", "rate": 1.0, "latency_ms": 200, "jitter_ms": 50}
+    assert await faults() == {"withdraw": latency, "deposit": latency}
+
+    assert await lab_cli(lab, "fault", "clear", "deposit") == cli.EXIT_OK
+    assert await faults() == {"withdraw": latency, "deposit": None}
+    capsys.readouterr()
+    assert await lab_cli(lab, "fault", "show") == cli.EXIT_OK
+    assert "withdraw: latency (200 ms +/- 50 ms); deposit: normal" in capsys.readouterr().out
+
+    # Bad input reaches nothing.
+    assert await lab_cli(lab, "fault", "withdraw", "error", "--rate", "2") == cli.EXIT_BAD_INPUT
+    assert await faults() == {"withdraw": latency, "deposit": None}
+
+    assert await lab_cli(lab, "fault", "clear") == cli.EXIT_OK
+    assert await faults() == {"withdraw": None, "deposit": None}
+
+
+async def test_status_warns_about_a_workflow_on_a_mistyped_task_queue(
+    lab: Lab, temporal: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = str(uuid.uuid4())
+    workflow_id = f"transfer-{ref}"
+    started = await in_thread(
+        lab.starter,
+        *("transfer", "--from", "10-003", "--to", "10-004", "--amount", "5"),
+        *("--reference-id", ref, "--task-queue", MISTYPED_QUEUE, "--no-wait"),
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        screen = await until(
+            "the stranded transfer on the status screen",
+            lambda: status_screen(lab, capsys),
+            lambda s: workflow_id in s,
+        )
+        for service in ("temporal", "bank", "worker"):
+            assert "running (healthy)" in service_line(screen, f"{lab.project}-{service}-1")
+        assert "10-003 $" in screen and "85-150 $" in screen
+        assert f"    !! no live worker polls {MISTYPED_QUEUE}" in screen
+        assert f"{MISTYPED_QUEUE}   nobody" in screen
+        warning = warnings_of(screen)
+        assert f"{workflow_id} waits on task queue '{MISTYPED_QUEUE}', and no worker" in warning
+        assert "task-queue mismatch" in warning
+        assert f"Did you mean {MONEY_TRANSFER_TASK_QUEUE_NAME}?" in warning
+    finally:
+        await temporal.get_workflow_handle(workflow_id).terminate(reason="test cleanup")
+
+
+async def test_status_still_shows_the_bank_when_temporal_is_paused(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await in_thread(lab.pause, "temporal")
+    try:
+        began = time.monotonic()
+        screen = await status_screen(lab, capsys)
+        took = time.monotonic() - began
+    finally:
+        await in_thread(lab.unpause, "temporal")
+    assert took < 10
+    assert "Temporal does not answer (paused? killed?)" in screen
+    assert "is paused: `make unpause SERVICE=temporal`" in screen
+    assert "85-150 $" in screen
+    assert "ok   money is conserved" in screen
+    await in_thread(lab.wait_healthy, "temporal")
+
+
+async def test_after_all_that_the_ledger_holds(
+    lab: Lab, temporal: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await open_workflows(temporal) == []
+    assert await lab_cli(lab, "check") == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "The ledger holds" in out
+    async with lab.bank() as bank:
+        report = await check_bank(bank, settled=True)
+    assert report.ok, report.lines()
+    assert report.counts()["completed"] == 2
