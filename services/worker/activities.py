@@ -82,7 +82,10 @@ class BankingActivities:
         except Exception as err:
             error = _temporal_error(err, always_retry=always_retry)
             activity.logger.error(f"{step} failed: {error.message}")
-            raise error from err
+            # Not `from err`: the HTTP client's deep traceback would travel with the
+            # failure and outgrow Temporal's size limit, and the UI would then show
+            # "Failure exceeds size limit" instead of this message.
+            raise error from None
         if movement.replayed:
             activity.logger.info(
                 f"The bank had already done this ({movement.idempotency_key}): "
