@@ -24,7 +24,7 @@ help: ## Show this list
 	@echo "The crash-proof lab. Start with 'make up', then 'make transfer'."
 	@echo
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
-		awk -F':.*## ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
+		awk -F':.*## ' '{ printf "  make %-25s %s\n", $$1, $$2 }'
 	@echo
 	@echo "  Transfer options: make transfer AMOUNT=100 FROM=85-150 TO=43-812 ATTEMPTS=1"
 
@@ -124,6 +124,38 @@ faults: $(VENV)/.installed ## Show the bank's fault switch
 .PHONY: faults-clear
 faults-clear: $(VENV)/.installed ## Clear every bank fault
 	@$(LAB) fault clear
+
+# --- experiments: the source documents' steps, run and proven on the real stack ---
+
+EXPERIMENT := $(VENV)/bin/python -m lab.experiments
+
+.PHONY: experiments
+experiments: $(VENV)/.installed ## Run every experiment below in order (about 3 min; QUICK=1: 1.5 min)
+	@$(EXPERIMENT) all $(if $(QUICK),--quick)
+
+.PHONY: experiment-print-numbers
+experiment-print-numbers: $(VENV)/.installed ## Module 1: kill the worker mid-count, it resumes at the next number
+	@$(EXPERIMENT) print-numbers $(ARGS)
+
+.PHONY: experiment-crash
+experiment-crash: $(VENV)/.installed ## Kill the worker during withdraw, then deposit: money moves once
+	@$(EXPERIMENT) crash $(ARGS)
+
+.PHONY: experiment-bugfix
+experiment-bugfix: $(VENV)/.installed ## Break deposit, watch it retry, fix it live (switch and code edit)
+	@$(EXPERIMENT) bugfix $(ARGS)
+
+.PHONY: experiment-compensation
+experiment-compensation: $(VENV)/.installed ## One attempt, deposit fails for good: the refund runs
+	@$(EXPERIMENT) compensation $(ARGS)
+
+.PHONY: experiment-partition
+experiment-partition: $(VENV)/.installed ## Pause Temporal, cut the bank off: all transfers complete
+	@$(EXPERIMENT) partition $(ARGS)
+
+.PHONY: experiment-task-queue
+experiment-task-queue: $(VENV)/.installed ## A mistyped task queue: the lab spots the stall, the fix ends it
+	@$(EXPERIMENT) task-queue $(ARGS)
 
 .PHONY: bench
 bench: build ## Measure start-up, recovery, throughput and memory (a few minutes; not a test)
