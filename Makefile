@@ -163,6 +163,7 @@ bench: build ## Measure start-up, recovery, throughput and memory (a few minutes
 
 .PHONY: test
 test: lint build ## Run every test: unit, then the real stack through testcontainers
+	@tests/install-chromium.sh
 	$(SAY) "Running the tests (the stack tests start their own copy of the lab)..."
 	@$(VENV)/bin/pytest
 
@@ -171,7 +172,7 @@ lint: $(VENV)/.installed ## Check the code with ruff and mypy
 	$(SAY) "Linting with ruff and mypy..."
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy services lab tests
+	@$(VENV)/bin/mypy services lab tests exercises track
 
 .PHONY: build
 build: $(VENV)/.installed ## Build the images (only what changed; the first time from nothing)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -34,6 +34,8 @@ log = logging.getLogger("bank")
 
 TITLE = "Crash-proof lab bank"
 DEFAULT_DB = "/data/bank.db"
+# GET /: balances, the latest ledger entries and the fault switch, for people.
+PAGE_FILE = os.path.join(os.path.dirname(__file__), "page.html")
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -365,6 +367,12 @@ def create_app(
     )
     app.state.closing = closing
     _install_error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        """The bank's web page; it polls the API below and drives the fault switch."""
+        with open(PAGE_FILE, encoding="utf-8") as html:
+            return HTMLResponse(html.read())
 
     @app.get("/health", operation_id="health", response_model=Health)
     async def health() -> Health:
