@@ -2,11 +2,10 @@
 
 The exercise runs in a copy of exercises/module01 (with services/ beside it,
 as in the repository), so that `uv run` writes its .venv and uv.lock there and
-not into the work tree. With uv installed in .venv the tests take the
-learner's own path, `uv run run_workflow.py`: uv makes the exercise's
-environment from its pyproject.toml, with temporalio from PyPI (cached after
-the first time). Without uv they run the script with .venv's Python, which
-has temporalio too.
+not into the work tree. The tests take the learner's own path,
+`uv run run_workflow.py`, with the uv that tests/requirements.txt installs in
+.venv: uv makes the exercise's environment from its pyproject.toml, with
+temporalio from PyPI (cached after the first time).
 """
 
 from __future__ import annotations
@@ -37,10 +36,8 @@ def module01_copy() -> Path:
 
 
 def run_workflow_command() -> list[str]:
-    """How a learner starts the exercise: `uv run`, where uv is installed."""
-    if UV.exists():
-        return [str(UV), "run", "run_workflow.py"]
-    return [sys.executable, "run_workflow.py"]
+    """How a learner starts the exercise: `uv run` (tests/requirements.txt installs uv)."""
+    return [str(UV), "run", "run_workflow.py"]
 
 
 def exercise_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
