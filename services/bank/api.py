@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from bank.errors import HTTP_STATUS, ErrorCode
 from bank.faults import MAX_LATENCY_MS, Action, FaultSpecError, FaultSwitch, FaultTarget, operations
@@ -238,6 +239,21 @@ _MISSING_KEY = (
 )
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path accepts, e.g. "DELETE, GET" for /faults.
+
+    FastAPI makes one route per method, and Starlette's 405 names only the first
+    route that matched the path; RFC 9110 wants all of the resource's methods.
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -255,12 +271,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         if exc.status_code == 405:
             headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
-            allowed = headers.get("allow", "another method")
+            allowed = _allowed_methods(request) or headers.get("allow", "another method")
             return error_response(
                 ErrorCode.INVALID_REQUEST,
                 f"{request.url.path} does not accept {request.method}; it accepts {allowed}.",
                 status=405,
-                headers=exc.headers,
+                headers={**headers, "allow": allowed},
             )
         if exc.status_code == 400:
             # FastAPI's "error parsing the body": bytes that are not even text.

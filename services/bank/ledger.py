@@ -32,6 +32,9 @@ SEED_ACCOUNTS: tuple[tuple[str, int], ...] = (
 MAX_AMOUNT = 1_000_000_000_000
 MAX_BALANCE = 2**62
 
+# The largest seq SQLite can store (its INTEGER is 64-bit signed).
+MAX_SEQ = 2**63 - 1
+
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 
@@ -263,6 +266,8 @@ class Ledger:
                 ErrorCode.INVALID_REQUEST,
                 f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}",
             )
+        # No seq exceeds SQLite's 64-bit INTEGER, which cannot even hold a bigger `after`.
+        after_seq = min(after_seq, MAX_SEQ)
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_MOVEMENT_COLUMNS} FROM movements WHERE seq > ? ORDER BY seq LIMIT ?",
