@@ -186,7 +186,9 @@ class Stack:
 
     def start(self, service: str, *, wait: bool = True, timeout: float = 60) -> list[Container]:
         """Starts the service's stopped or killed containers, and waits until healthy."""
-        targets = [c for c in self._one_or_all(service, "all") if c.state == "exited"]
+        targets = [
+            c for c in self._one_or_all(service, "all") if c.state in ("exited", "created", "dead")
+        ]
         if targets:
             self._run(["docker", "start", *(c.id for c in targets)], True)
         if wait:

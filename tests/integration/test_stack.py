@@ -6,6 +6,8 @@ balances are exact whatever order the tests run in.
 """
 
 import re
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -164,3 +166,40 @@ async def test_the_ledger_proves_every_transfer_whole(lab: Lab) -> None:
         report = await check_bank(bank, settled=True)
     assert report.ok, report.lines()
     assert report.counts()["completed"] >= 1
+
+
+def test_a_bank_killed_mid_write_keeps_every_acknowledged_movement(lab: Lab) -> None:
+    """SQLite with synchronous=FULL: what the bank answered 200 for is on disk,
+    whatever instant the process dies at."""
+    url = f"{lab.bank_url}/accounts/10-008/deposit"
+    acknowledged: list[str] = []
+    died = False
+    deadline = time.monotonic() + 30
+    with httpx.Client(timeout=2) as client:
+        # Writes until the bank stops answering: the kill lands mid-loop.
+        while not died and time.monotonic() < deadline:
+            key = f"durable-{uuid.uuid4()}-by-hand"
+            try:
+                response = client.post(url, json={"amount": 1}, headers={"Idempotency-Key": key})
+            except httpx.TransportError:
+                died = True
+                continue
+            assert response.status_code == 200, response.text
+            acknowledged.append(key)
+            if len(acknowledged) == 50:
+                killer = subprocess.Popen(
+                    ["docker", "kill", "--signal", "SIGKILL", lab.containers("bank")[0].id],
+                    stdout=subprocess.DEVNULL,
+                )
+    assert died, "the bank was never seen to die mid-loop"
+    killer.wait()
+    # Docker records the exit a moment after the connection drops.
+    while lab.containers("bank")[0].state == "running":
+        assert time.monotonic() < deadline, "the killed bank still shows as running"
+        time.sleep(0.05)
+    lab.start("bank")
+
+    movements = httpx.get(f"{lab.bank_url}/ledger", params={"limit": 10000}, timeout=5).json()
+    keys = {m["idempotency_key"] for m in movements["movements"]}
+    assert len(acknowledged) > 50
+    assert set(acknowledged) <= keys
