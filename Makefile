@@ -157,6 +157,12 @@ experiment-partition: $(VENV)/.installed ## Pause Temporal, cut the bank off: al
 experiment-task-queue: $(VENV)/.installed ## A mistyped task queue: the lab spots the stall, the fix ends it
 	@$(EXPERIMENT) task-queue $(ARGS)
 
+.PHONY: soak
+soak: build ## Chaos soak: 300 transfers under 30 seeded faults, invariants checked all along (SEED=, OWN_LAB=1)
+	@$(VENV)/bin/python -m lab.soak $(if $(SEED),--seed $(SEED)) \
+		$(if $(TRANSFERS),--transfers $(TRANSFERS)) $(if $(WORKERS),--workers $(WORKERS)) \
+		$(if $(FAULTS),--faults $(FAULTS)) $(if $(OWN_LAB),--own-lab) $(ARGS)
+
 .PHONY: bench
 bench: build ## Measure start-up, recovery, throughput and memory (a few minutes; not a test)
 	@$(VENV)/bin/python -m lab.bench $(if $(RUNS),--runs $(RUNS))
