@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import random
 import signal
 import sys
@@ -26,7 +25,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from types import FrameType
-from typing import NoReturn
 
 from bank.client import BankClient
 from bank.faults import MAX_LATENCY_MS, FaultSpecError, validate
@@ -756,11 +754,3 @@ async def _check(url: str) -> LedgerReport:
         raise Refused(f"{views.BANK_SILENT} at {url}: {err or type(err).__name__}") from err
     finally:
         await bank.aclose()
-
-
-def exit_now(code: int) -> NoReturn:
-    """Exit without the interpreter's teardown (see starter.exit_now: the Temporal
-    client's Rust threads can abort a normal exit after the work is done)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -14,7 +14,7 @@ import re
 import sys
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from temporalio.client import (
@@ -40,6 +40,7 @@ from worker.config import (
     ConfigError,
     TemporalSettings,
     connect,
+    exit_now,
     poller_identities,
     quiet_runtime,
     workflow_ui_link,
@@ -492,19 +493,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run(argv))
     except KeyboardInterrupt:
         return 130
-
-
-def exit_now(code: int) -> NoReturn:
-    """Exit without the interpreter's teardown.
-
-    The Temporal client's Rust threads can outlive the event loop, and tearing
-    the interpreter down under them sometimes aborts the process ("Fatal Python
-    error: PyGILState_Release", exit code 134, temporalio/sdk-python#300) after
-    the work was done. Flush what we printed, then leave at once.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
@@ -31,6 +31,7 @@ from worker.config import (
     ConfigError,
     TemporalSettings,
     connect,
+    exit_now,
     poller_identities,
     quiet_runtime,
     ready_file,
@@ -285,20 +286,6 @@ def main() -> int:
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run_worker())
     return 130
-
-
-def exit_now(code: int) -> NoReturn:
-    """Exit without the interpreter's teardown.
-
-    The Temporal client's Rust threads can outlive the event loop, and tearing
-    the interpreter down under them sometimes aborts the process ("Fatal Python
-    error: PyGILState_Release", exit code 134, temporalio/sdk-python#300) after
-    the work was done. Flush what we printed, then leave at once.
-    """
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":

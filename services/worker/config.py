@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -163,3 +165,17 @@ async def poller_identities(client: Client, task_queue: str) -> list[str]:
         )
     )
     return [poller.identity for poller in response.pollers]
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown.
+
+    The Temporal client's Rust threads can outlive the event loop, and tearing
+    the interpreter down under them sometimes aborts the process ("Fatal Python
+    error: PyGILState_Release", exit code 134, temporalio/sdk-python#300) after
+    the work was done. Flush what we printed, then leave at once.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
