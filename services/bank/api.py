@@ -7,7 +7,8 @@ missing_idempotency_key or invalid_request.
 
 A withdraw or deposit is handled in this order: validate the request (bad input
 is refused whatever the faults), ask the fault switch, then touch the ledger.
-Reads, /health, /ledger and /faults are never faulted, so the truth stays visible.
+Reads, /health, /ledger, /void and /faults are never faulted, so the truth stays
+visible and a caller who lost an answer can always settle it.
 """
 
 import asyncio
@@ -29,7 +30,7 @@ from starlette.routing import Match, Route
 from bank.errors import HTTP_STATUS, ErrorCode
 from bank.faults import MAX_LATENCY_MS, Action, FaultSpecError, FaultSwitch, FaultTarget, operations
 from bank.ledger import DEFAULT_PAGE, MAX_AMOUNT, MAX_PAGE, Ledger, LedgerError, describe
-from bank.models import Account, Fault, FaultMode, FaultState, Movement, Operation
+from bank.models import Account, Fault, FaultMode, FaultState, Movement, Operation, Settlement
 
 log = logging.getLogger("bank")
 
@@ -376,7 +377,9 @@ def create_app(
         description=(
             "A small bank with a real ledger, for learning durable execution by breaking "
             "things. Withdraw and deposit need an Idempotency-Key: a repeated key is "
-            "answered from the ledger and moves nothing. PUT /faults/{target} makes the "
+            "answered from the ledger and moves nothing. When an answer is lost, POST /void "
+            "with the same key says whether it moved money, and makes sure it never will "
+            "if it has not. PUT /faults/{target} makes the "
             "bank flaky; DELETE /faults (or a restart) puts it right."
         ),
         lifespan=lifespan,
@@ -465,6 +468,7 @@ def create_app(
         ErrorCode.INVALID_AMOUNT,
         ErrorCode.INVALID_REQUEST,
         ErrorCode.IDEMPOTENCY_KEY_CONFLICT,
+        ErrorCode.KEY_VOIDED,
         ErrorCode.INJECTED_FAULT,
         ErrorCode.BANK_DOWN,
     )
@@ -492,6 +496,28 @@ def create_app(
     ) -> Movement:
         """Put money into an account, once per Idempotency-Key."""
         return await move(request, Operation.DEPOSIT, account_id, body.amount, key)
+
+    @app.post(
+        "/void",
+        operation_id="void",
+        response_model=Settlement,
+        responses=_errors(ErrorCode.MISSING_IDEMPOTENCY_KEY, ErrorCode.INVALID_REQUEST),
+    )
+    async def void(key: IdempotencyKey) -> Settlement:
+        """Settle a withdraw or deposit whose answer was lost, once and for all.
+
+        Answers the movement the key made, if it made one. If not, voids the key:
+        a request with it that is still on its way, or a retry, will be refused
+        (key_voided) and move nothing. Never faulted; voiding twice is harmless.
+        """
+        if not key.strip():
+            raise _Refused(ErrorCode.MISSING_IDEMPOTENCY_KEY, _MISSING_KEY)
+        movement = await asyncio.to_thread(the_ledger.void, key)
+        if movement is None:
+            log.info("voided key %s: it never moved money and now never will", key)
+        else:
+            log.info("settled key %s: it moved money (ledger seq %d)", key, movement.seq)
+        return Settlement(idempotency_key=key, movement=movement)
 
     @app.get(
         "/ledger",

@@ -26,12 +26,13 @@ import httpx
 from pydantic import TypeAdapter
 
 from bank.errors import PERMANENT, ErrorCode
-from bank.models import Account, Fault, FaultMode, FaultState, Movement
+from bank.models import Account, Fault, FaultMode, FaultState, Movement, Settlement
 
 _ACCOUNT = TypeAdapter(Account)
 _ACCOUNTS = TypeAdapter(list[Account])
 _MOVEMENT = TypeAdapter(Movement)
 _MOVEMENTS = TypeAdapter(list[Movement])
+_SETTLEMENT = TypeAdapter(Settlement)
 _FAULT_STATE = TypeAdapter(FaultState)
 
 
@@ -164,6 +165,11 @@ class BankClient:
             headers={"Idempotency-Key": idempotency_key},
         )
         return _MOVEMENT.validate_python(body)
+
+    async def void(self, idempotency_key: str) -> Movement | None:
+        """The movement ``idempotency_key`` made, or None: then it is void and never will."""
+        body = await self._call("POST", "/void", headers={"Idempotency-Key": idempotency_key})
+        return _SETTLEMENT.validate_python(body).movement
 
     async def ledger(self, after: int = 0, limit: int = 1000) -> list[Movement]:
         """Movements with seq > ``after``, oldest first, at most ``limit`` (max 10000)."""

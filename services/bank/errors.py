@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     MISSING_IDEMPOTENCY_KEY = "missing_idempotency_key"
     IDEMPOTENCY_KEY_CONFLICT = "idempotency_key_conflict"
+    KEY_VOIDED = "key_voided"
     NOT_FOUND = "not_found"
     INJECTED_FAULT = "injected_fault"
     BANK_DOWN = "bank_down"
@@ -27,6 +28,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.MISSING_IDEMPOTENCY_KEY: 400,
     # The IETF idempotency-key draft answers a reused key with another payload with 422.
     ErrorCode.IDEMPOTENCY_KEY_CONFLICT: 422,
+    # Like a conflict, but with the ledger's state (the key was voided), not the payload.
+    ErrorCode.KEY_VOIDED: 409,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.INJECTED_FAULT: 503,
     ErrorCode.BANK_DOWN: 503,
@@ -42,6 +45,7 @@ PERMANENT: frozenset[ErrorCode] = frozenset(
         ErrorCode.INVALID_REQUEST,
         ErrorCode.MISSING_IDEMPOTENCY_KEY,
         ErrorCode.IDEMPOTENCY_KEY_CONFLICT,
+        ErrorCode.KEY_VOIDED,
         ErrorCode.NOT_FOUND,
     }
 )

@@ -7,6 +7,12 @@ means that once ``apply`` returns, the movement is on disk.
 
 A repeated key with the same request is answered from the ledger (a replay:
 nothing moves again); a repeated key with a different request is refused.
+
+A key can also be voided (``void``): if it has not moved money by then, it never
+will. That is how a caller who lost the bank's answer learns the truth for good:
+"did it happen?" is not enough, because a request still on its way (delayed by
+the fault switch, or queued behind a paused container) could land after the
+question was answered.
 """
 
 import sqlite3
@@ -51,6 +57,10 @@ CREATE TABLE IF NOT EXISTS movements (
     amount INTEGER,
     balance_after INTEGER,
     created_at TEXT
+);
+CREATE TABLE IF NOT EXISTS voided_keys (
+    idempotency_key TEXT PRIMARY KEY,
+    voided_at TEXT
 );
 """
 
@@ -202,6 +212,17 @@ class Ledger:
                 "Repeat the original request exactly, or use a new key for a new movement.",
             )
 
+        voided = self._db.execute(
+            "SELECT voided_at FROM voided_keys WHERE idempotency_key = ?", (key,)
+        ).fetchone()
+        if voided is not None:
+            raise LedgerError(
+                ErrorCode.KEY_VOIDED,
+                f"Idempotency key {key!r} was voided at {voided[0]}, so it can never move "
+                f"money: {describe(operation, account_id, amount)} was not done. "
+                "Use a new key for a new movement.",
+            )
+
         balance = self._balance(account_id)
         if operation is Operation.WITHDRAW:
             if amount > balance:
@@ -232,6 +253,37 @@ class Ledger:
             f"SELECT {_MOVEMENT_COLUMNS} FROM movements WHERE seq = ?", (cursor.lastrowid,)
         ).fetchone()
         return _movement(row)
+
+    def void(self, idempotency_key: str) -> Movement | None:
+        """Settle ``idempotency_key`` for good: its movement, or None if it has none.
+
+        None means the key is now void: every later withdraw or deposit with it is
+        refused with key_voided, so the answer "nothing moved" stays true forever.
+        Voiding twice is harmless; a key that moved money is left as it is.
+        """
+        if not idempotency_key or not idempotency_key.strip():
+            raise LedgerError(
+                ErrorCode.MISSING_IDEMPOTENCY_KEY,
+                "Say which movement to void: send its Idempotency-Key.",
+            )
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    f"SELECT {_MOVEMENT_COLUMNS} FROM movements WHERE idempotency_key = ?",
+                    (idempotency_key,),
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO voided_keys (idempotency_key, voided_at)"
+                        " VALUES (?, ?)",
+                        (idempotency_key, _now()),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return None if row is None else _movement(row, replayed=True)
 
     def _balance(self, account_id: str) -> int:
         row = self._db.execute(

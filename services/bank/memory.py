@@ -20,6 +20,7 @@ class InMemoryBank:
     def __init__(self) -> None:
         self.balances = dict(SEED_ACCOUNTS)
         self.done: dict[str, Movement] = {}
+        self.voided: set[str] = set()
         self.seq = itertools.count(1)
 
     async def withdraw(self, account_id: str, amount: int, idempotency_key: str) -> Movement:
@@ -28,9 +29,20 @@ class InMemoryBank:
     async def deposit(self, account_id: str, amount: int, idempotency_key: str) -> Movement:
         return self._move(Operation.DEPOSIT, account_id, amount, idempotency_key)
 
+    async def void(self, idempotency_key: str) -> Movement | None:
+        if idempotency_key in self.done:
+            return self._replay(idempotency_key)
+        self.voided.add(idempotency_key)
+        return None
+
+    def _replay(self, key: str) -> Movement:
+        return Movement(**{**self.done[key].__dict__, "replayed": True})
+
     def _move(self, op: Operation, account_id: str, amount: int, key: str) -> Movement:
         if key in self.done:
-            return Movement(**{**self.done[key].__dict__, "replayed": True})
+            return self._replay(key)
+        if key in self.voided:
+            raise BankError(ErrorCode.KEY_VOIDED, f"Key {key} was voided.", 409)
         if account_id not in self.balances:
             raise BankError(ErrorCode.UNKNOWN_ACCOUNT, f"Account {account_id} does not exist.", 404)
         change = -amount if op == Operation.WITHDRAW else amount

@@ -46,6 +46,16 @@ class Movement:
 
 
 @dataclass
+class Settlement:
+    """The answer to POST /void: what one idempotency key did, for good."""
+
+    idempotency_key: str
+    # The movement the key made (replayed=true), or null: the key is now void and
+    # no withdraw or deposit with it will ever move money.
+    movement: Movement | None
+
+
+@dataclass
 class Fault:
     mode: FaultMode
     rate: float = 1.0  # probability per call, 0 < rate <= 1

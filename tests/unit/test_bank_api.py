@@ -162,6 +162,80 @@ async def test_the_same_key_for_another_request_is_a_conflict(
     assert len(bank_ledger.movements()) == 1
 
 
+async def test_void_answers_the_movement_a_key_made(
+    bank_http: httpx.AsyncClient, bank_ledger: Ledger
+) -> None:
+    done = (await bank_http.post(W, json={"amount": 250}, headers=key("t1-withdraw"))).json()
+
+    response = await bank_http.post("/void", headers=key("t1-withdraw"))
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "idempotency_key": "t1-withdraw",
+        "movement": {**done, "replayed": True},
+    }
+    # The key is not void: repeating the withdraw still replays it.
+    again = await bank_http.post(W, json={"amount": 250}, headers=key("t1-withdraw"))
+    assert (again.status_code, again.json()["replayed"]) == (200, True)
+    assert bank_ledger.account("85-150").balance == 1750
+
+
+async def test_a_voided_key_never_moves_money(
+    bank_http: httpx.AsyncClient, bank_ledger: Ledger
+) -> None:
+    first = await bank_http.post("/void", headers=key("t1-withdraw"))
+    second = await bank_http.post("/void", headers=key("t1-withdraw"))
+
+    assert first.json() == second.json() == {"idempotency_key": "t1-withdraw", "movement": None}
+    response = await bank_http.post(W, json={"amount": 250}, headers=key("t1-withdraw"))
+    message = error_of(response, ErrorCode.KEY_VOIDED)
+    assert "withdraw $250 from 85-150 was not done" in message
+    assert balances(bank_ledger)["85-150"] == 2000
+    assert bank_ledger.movements() == []
+
+
+async def test_void_closes_the_door_on_a_request_still_on_its_way(
+    bank_ledger: Ledger, bank_faults: FaultSwitch
+) -> None:
+    # A withdraw held back by a latency fault is still inside the bank when its
+    # caller gives up and voids the key: when it wakes, it must move nothing.
+    arrived, wake = asyncio.Event(), asyncio.Event()
+
+    async def held(_: float) -> None:
+        arrived.set()
+        await wake.wait()
+
+    app = create_app(bank_ledger, bank_faults, sleep=held)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bank"
+    ) as http:
+        await put_fault(http, "withdraw", mode="latency", latency_ms=60_000)
+        late = asyncio.ensure_future(http.post(W, json={"amount": 250}, headers=key("t1-withdraw")))
+        await arrived.wait()  # the withdraw is held back by the fault switch
+
+        voided = await http.post("/void", headers=key("t1-withdraw"))
+        wake.set()
+        response = await late
+
+    assert voided.json()["movement"] is None
+    error_of(response, ErrorCode.KEY_VOIDED)
+    assert bank_ledger.movements() == []
+    assert balances(bank_ledger)["85-150"] == 2000
+
+
+async def test_void_needs_a_key(bank_http: httpx.AsyncClient) -> None:
+    error_of(await bank_http.post("/void"), ErrorCode.MISSING_IDEMPOTENCY_KEY)
+    error_of(await bank_http.post("/void", headers=key(" ")), ErrorCode.MISSING_IDEMPOTENCY_KEY)
+
+
+async def test_void_is_never_faulted(bank_http: httpx.AsyncClient) -> None:
+    await put_fault(bank_http, "all", mode="down")
+
+    response = await bank_http.post("/void", headers=key("t1-deposit"))
+
+    assert response.status_code == 200
+
+
 async def test_moving_money_on_an_unknown_account_is_404(
     bank_http: httpx.AsyncClient, bank_ledger: Ledger
 ) -> None:
@@ -537,6 +611,7 @@ async def test_openapi_documents_the_api(bank_http: httpx.AsyncClient) -> None:
         "/accounts/{account_id}/withdraw",
         "/accounts/{account_id}/deposit",
         "/ledger",
+        "/void",
         "/faults",
         "/faults/{target}",
     }
