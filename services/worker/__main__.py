@@ -61,7 +61,7 @@ def build_workers(
             client,
             transfer_task_queue,
             workflows=[MoneyTransfer],
-            activities=[banking.withdraw, banking.deposit, banking.refund],
+            activities=[banking.withdraw, banking.deposit, banking.refund, banking.settle],
         ),
         _worker(
             client, print_task_queue, workflows=[PrintNumbersWorkflow], activities=[print_number]

@@ -8,7 +8,7 @@ the money a second time.
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import httpx
 from temporalio import activity
@@ -20,6 +20,8 @@ from bank.models import Movement
 from worker.print_numbers import print_number as print_number  # module 1's activity
 from worker.shared import PaymentDetails, StepResult, idempotency_key
 
+T = TypeVar("T")
+
 # How often an activity tells Temporal "still alive" while it waits for the bank.
 HEARTBEAT_EVERY = 0.5  # seconds; the workflow's heartbeat_timeout is 2 s
 
@@ -30,6 +32,8 @@ class Bank(Protocol):
     async def withdraw(self, account_id: str, amount: int, idempotency_key: str) -> Movement: ...
 
     async def deposit(self, account_id: str, amount: int, idempotency_key: str) -> Movement: ...
+
+    async def void(self, idempotency_key: str) -> Movement | None: ...
 
 
 class BankingActivities:
@@ -67,15 +71,31 @@ class BankingActivities:
         movement = await self._call_bank("Refund", call, always_retry=True)
         return _step_result(movement)
 
+    @activity.defn
+    async def settle(self, key: str) -> StepResult | None:
+        """Ask the bank, for good, whether the step with this key moved money.
+
+        After a step failed the workflow cannot tell "refused" from "done, but the
+        answer was lost" (a timeout, a dropped response, a worker killed half-way),
+        and an earlier attempt may even still be on its way to the bank. The bank's
+        void answers with the movement if there is one, and otherwise makes sure
+        there never will be. Like the refund, it retries until the bank answers.
+        """
+        activity.logger.info(f"Asking the bank whether {key} moved money.")
+        movement = await self._call_bank("Settling", self.bank.void(key), always_retry=True)
+        if movement is None:
+            activity.logger.info(f"It did not, and now it never will: {key} is void.")
+            return None
+        activity.logger.info(f"It did: {key} is ledger seq {movement.seq}.")
+        return _step_result(movement)
+
     async def deposit_that_fails(
         self, account_id: str, amount: int, idempotency_key: str
     ) -> Movement:
         """A deposit with a bug in it: the tutorial's "introduce a bug" exercise."""
         raise RuntimeError("This deposit has failed.")
 
-    async def _call_bank(
-        self, step: str, call: Awaitable[Movement], *, always_retry: bool = False
-    ) -> Movement:
+    async def _call_bank(self, step: str, call: Awaitable[T], *, always_retry: bool = False) -> T:
         """Wait for the bank, heartbeating, and turn its errors into Temporal errors."""
         try:
             movement = await _heartbeat_while(call)
@@ -86,7 +106,7 @@ class BankingActivities:
             # failure and outgrow Temporal's size limit, and the UI would then show
             # "Failure exceeds size limit" instead of this message.
             raise error from None
-        if movement.replayed:
+        if isinstance(movement, Movement) and movement.replayed:
             activity.logger.info(
                 f"The bank had already done this ({movement.idempotency_key}): "
                 "nothing moved a second time."
@@ -94,7 +114,7 @@ class BankingActivities:
         return movement
 
 
-async def _heartbeat_while(call: Awaitable[Movement]) -> Movement:
+async def _heartbeat_while(call: Awaitable[T]) -> T:
     """Await ``call``, heartbeating every HEARTBEAT_EVERY seconds until it finishes.
 
     The heartbeats are how Temporal notices quickly that a worker died in the

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         PaymentDetails,
         StepResult,
         TransferResult,
+        idempotency_key,
     )
     from worker.tuning import HEARTBEAT_TIMEOUT
 
@@ -49,10 +50,11 @@ def step_retry_policy(max_attempts: int) -> RetryPolicy:
     )
 
 
-# A compensation that gives up loses money: the withdrawal already happened, so
-# the refund retries until it succeeds, however long that takes. (The refund
-# activity also reports every error as retryable, for the same reason.)
-REFUND_RETRY_POLICY = RetryPolicy(
+# Two activities must never give up, however long the bank is broken: the refund
+# (giving up would lose the withdrawn money) and settling a failed step (until the
+# bank has said whether the step moved money, no decision is safe). Both activities
+# also report every error as retryable, for the same reason.
+RETRY_FOREVER = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=2),
@@ -75,8 +77,14 @@ class MoneyTransfer:
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=retry_policy,
             )
-        except ActivityError as err:
-            raise _withdraw_failed(details, err) from err
+        except ActivityError as withdraw_err:
+            settled = await self._settle(details, "withdraw")
+            if settled is None:
+                raise _failed(
+                    f"Withdrawal from {details.source_account}", withdraw_err, "Nothing was moved."
+                ) from withdraw_err
+            workflow.logger.info("The bank did the withdrawal after all: its answer was lost.")
+            withdrawn = settled
 
         try:
             deposited = await workflow.execute_activity_method(
@@ -87,19 +95,29 @@ class MoneyTransfer:
                 retry_policy=retry_policy,
             )
         except ActivityError as deposit_err:
-            await self._refund(details, deposit_err)
-            raise ApplicationError(
-                _story(
+            settled = await self._settle(details, "deposit")
+            if settled is None:
+                await self._refund(details, deposit_err)
+                raise _failed(
                     f"Deposit into {details.target_account}",
                     deposit_err,
                     f"${details.amount} was refunded to {details.source_account}.",
-                ),
-                type="TransferFailed",
-                non_retryable=True,
-            ) from deposit_err
+                ) from deposit_err
+            workflow.logger.info("The bank did the deposit after all: its answer was lost.")
+            deposited = settled
 
         return TransferResult(
             reference_id=details.reference_id, withdraw=withdrawn, deposit=deposited
+        )
+
+    async def _settle(self, details: PaymentDetails, step: str) -> StepResult | None:
+        """After a step failed: did it move money after all? None means never."""
+        return await workflow.execute_activity_method(
+            BankingActivities.settle,
+            idempotency_key(details.reference_id, step),
+            start_to_close_timeout=BANK_CALL_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
         )
 
     async def _refund(self, details: PaymentDetails, deposit_err: ActivityError) -> StepResult:
@@ -109,7 +127,7 @@ class MoneyTransfer:
                 details,
                 start_to_close_timeout=BANK_CALL_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=REFUND_RETRY_POLICY,
+                retry_policy=RETRY_FOREVER,
             )
         except ActivityError as refund_err:
             # Only reachable if the refund is cancelled or its policy is changed.
@@ -129,22 +147,8 @@ class MoneyTransfer:
             ) from refund_err
 
 
-def _withdraw_failed(details: PaymentDetails, err: ActivityError) -> ApplicationError:
-    cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.non_retryable:
-        outcome = "Nothing was moved."
-    else:
-        # The retries ran out on an error such as a timeout: the bank may have
-        # done the withdrawal without confirming it.
-        outcome = (
-            "Nothing was deposited. The bank never confirmed the withdrawal: look for key "
-            f"{details.reference_id}-withdraw in its ledger before you try again."
-        )
-    return ApplicationError(
-        _story(f"Withdrawal from {details.source_account}", err, outcome),
-        type="TransferFailed",
-        non_retryable=True,
-    )
+def _failed(step: str, err: ActivityError, outcome: str) -> ApplicationError:
+    return ApplicationError(_story(step, err, outcome), type="TransferFailed", non_retryable=True)
 
 
 # What the bank's refusals mean, in the words a person would use.

@@ -84,8 +84,12 @@ class FakeBank:
     failure_message: str = "Injected fault: the bank refused this deposit."
     delay: float = 0.0  # seconds each money call takes
     unreachable: bool = False  # every call raises httpx.ConnectError
+    # This many more calls of the operation ("withdraw", "deposit") move the money
+    # and then time out, as if the bank's answer was lost on the way back.
+    lost_answers: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, str, str]] = field(default_factory=list)  # (operation, account, key)
     movements: dict[str, Movement] = field(default_factory=dict)  # by idempotency key
+    voided: set[str] = field(default_factory=set)
 
     def count(self, operation: str) -> int:
         return sum(1 for op, _, _ in self.calls if op == operation)
@@ -108,6 +112,14 @@ class FakeBank:
     async def deposit(self, account_id: str, amount: int, idempotency_key: str) -> Movement:
         return await self._move(Operation.DEPOSIT, account_id, amount, idempotency_key)
 
+    async def void(self, idempotency_key: str) -> Movement | None:
+        self.calls.append(("void", "", idempotency_key))
+        self._check_reachable()
+        if idempotency_key in self.movements:
+            return replace(self.movements[idempotency_key], replayed=True)
+        self.voided.add(idempotency_key)
+        return None
+
     def _check_reachable(self) -> None:
         if self.unreachable:
             raise httpx.ConnectError("[Errno 111] Connection refused")
@@ -126,6 +138,8 @@ class FakeBank:
         await asyncio.sleep(self.delay)
         if key in self.movements:
             return replace(self.movements[key], replayed=True)
+        if key in self.voided:
+            raise bank_error(ErrorCode.KEY_VOIDED, f"Idempotency key {key!r} was voided.")
         self._check_known(account_id)
         if operation is Operation.DEPOSIT and self.failing_deposits.get(account_id, 0) > 0:
             self.failing_deposits[account_id] -= 1
@@ -148,6 +162,9 @@ class FakeBank:
             created_at="2024-02-12T10:59:09.000Z",
         )
         self.movements[key] = movement
+        if self.lost_answers.get(operation.value, 0) > 0:
+            self.lost_answers[operation.value] -= 1
+            raise httpx.ReadTimeout("The bank did not answer in time.")
         return movement
 
 

@@ -140,10 +140,12 @@ async def test_a_deposit_that_fails_for_good_is_refunded_and_the_transfer_fails_
     assert message == (
         "Deposit into 43-812 failed: This deposit has failed. $250 was refunded to 85-150."
     )
-    assert bank.keys() == [
-        f"{details.reference_id}-withdraw",
-        f"{details.reference_id}-deposit",
-        f"{details.reference_id}-refund",
+    # Before refunding, the workflow settles the failed deposit with the bank.
+    assert [(op, key) for op, _, key in bank.calls] == [
+        ("withdraw", f"{details.reference_id}-withdraw"),
+        ("deposit", f"{details.reference_id}-deposit"),
+        ("void", f"{details.reference_id}-deposit"),
+        ("deposit", f"{details.reference_id}-refund"),
     ]
     assert bank.balances == {"85-150": 2000, "43-812": 0}
 
@@ -160,6 +162,61 @@ async def test_an_unknown_target_account_is_not_retried_and_the_money_is_refunde
         "Known accounts: 85-150, 43-812. $250 was refunded to 85-150."
     )
     assert bank.count("deposit") == 2  # one deposit attempt (no retries), one refund
+    assert bank.count("void") == 1
+    assert bank.balances == {"85-150": 2000, "43-812": 0}
+
+
+@pytest.mark.parametrize("step", ["withdraw", "deposit"])
+async def test_a_step_done_but_its_answer_lost_on_the_last_attempt_still_completes(
+    client: Client, step: str
+) -> None:
+    # With one attempt, the bank moves the money but its answer never arrives: the
+    # attempt times out. Refunding or giving up now would create or lose money; the
+    # workflow settles the step with the bank, learns it happened, and carries on.
+    bank = FakeBank(lost_answers={step: 1})
+    details = payment(max_attempts=1)
+
+    result = await transfer(client, bank, details)
+
+    assert bank.balances == {"85-150": 1750, "43-812": 250}
+    assert list(bank.movements) == [
+        f"{details.reference_id}-withdraw",
+        f"{details.reference_id}-deposit",
+    ]
+    assert [(op, key) for op, _, key in bank.calls if op == "void"] == [
+        ("void", f"{details.reference_id}-{step}")
+    ]
+    assert bank.voided == set()
+    assert result.withdraw.transaction_seq == 1
+    assert result.deposit.transaction_seq == 2
+
+
+async def test_a_step_whose_answer_is_lost_and_that_never_happened_moves_nothing(
+    client: Client,
+) -> None:
+    # Unreachable bank, one attempt: the withdraw's fate is unknown until the bank
+    # answers the void. The workflow waits for that answer, then fails cleanly.
+    bank = FakeBank(unreachable=True)
+    details = payment(max_attempts=1)
+    async with running_workers(client, bank) as queues:
+        handle = await client.start_workflow(
+            MoneyTransfer.run,
+            details,
+            id=f"transfer-{details.reference_id}",
+            task_queue=queues.transfer,
+            execution_timeout=timedelta(seconds=30),
+        )
+        await _activity_attempts(handle, "settle", at_least=2)
+        bank.unreachable = False
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.message.startswith("Withdrawal from 85-150 failed: Cannot reach the bank")
+    assert cause.message.endswith("Nothing was moved.")
+    assert bank.voided == {f"{details.reference_id}-withdraw"}
+    assert bank.movements == {}
     assert bank.balances == {"85-150": 2000, "43-812": 0}
 
 
@@ -190,7 +247,8 @@ async def test_a_withdraw_the_bank_refuses_fails_at_once_and_moves_nothing(
     message = await failed_transfer(client, bank, payment(source=source, amount=amount))
 
     assert message == expected
-    assert [op for op, _, _ in bank.calls] == ["withdraw"]  # no retries, no deposit
+    # No retries and no deposit; the refused key is voided so it can never move money.
+    assert [op for op, _, _ in bank.calls] == ["withdraw", "void"]
     assert bank.balances == {"85-150": 2000, "43-812": 0}
 
 
@@ -402,7 +460,7 @@ async def test_the_refund_waits_out_a_broken_bank_then_restores_the_money(
             task_queue=queues.transfer,
             execution_timeout=timedelta(seconds=30),
         )
-        await _refund_attempts(handle, at_least=2)
+        await _activity_attempts(handle, "refund", at_least=2)
         await real_bank.clear_faults()
         with pytest.raises(WorkflowFailureError) as failure:
             await handle.result()
@@ -418,13 +476,14 @@ async def test_the_refund_waits_out_a_broken_bank_then_restores_the_money(
     ]
 
 
-async def _refund_attempts(
-    handle: WorkflowHandle[MoneyTransfer, TransferResult], at_least: int
+async def _activity_attempts(
+    handle: WorkflowHandle[MoneyTransfer, TransferResult], activity: str, at_least: int
 ) -> None:
+    """Wait until the workflow's pending ``activity`` is on attempt ``at_least`` or later."""
     async with asyncio.timeout(15):
         while True:
             pending = (await handle.describe()).raw_description.pending_activities
-            if any(a.activity_type.name == "refund" and a.attempt >= at_least for a in pending):
+            if any(a.activity_type.name == activity and a.attempt >= at_least for a in pending):
                 return
             await asyncio.sleep(0.2)
 
