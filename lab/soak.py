@@ -15,10 +15,11 @@ recovery time) before the gap to the next one. Some transfers must fail, and fai
 known way: an unknown target account (the deposit is refused, the refund makes the
 source whole: compensated), an unknown source or more money than the whole bank holds
 (the withdraw is refused: rejected). Every transfer retries until it works
-(max_attempts=0), except some of those that must be rejected; --one-attempt tries
-normal transfers once, which a dropped answer, a kill or a partition turns into money
-lost (a withdraw done but never confirmed) or created (a deposit done but never
-confirmed, then refunded): the soak reports it as the violation it is.
+(max_attempts=0), except a share of normal transfers (--one-attempt, 0.2) and some of
+those that must be rejected, which are tried once. A single try is where a dropped
+answer, a kill or a partition bites: the step may have been done without anyone hearing
+of it. The workflow settles such a step with the bank (POST /void) before it refunds or
+gives up, and the soak checks that no money was lost or created on the way.
 
 Meanwhile the balances are read every half second (no balance negative, never more
 money than the bank started with) and the ledger is checked every few seconds
@@ -339,7 +340,7 @@ def plan_transfers(
     *,
     run_id: str,
     failing: float = 0.1,
-    one_attempt: float = 0.0,
+    one_attempt: float = 0.2,
 ) -> list[TransferSpec]:
     """The transfers, from the seed and the balances they start from.
 
@@ -477,7 +478,7 @@ class SoakConfig:
     hold: tuple[float, float] = (2.0, 6.0)
     gap: tuple[float, float] = (3.0, 8.0)
     failing: float = 0.1
-    one_attempt: float = 0.0
+    one_attempt: float = 0.2
     duration: float = 3600.0  # cap on the faults phase, seconds
     settle: float = 180.0  # after the faults, how long the transfers may take to end
     read_every: float = 0.5
@@ -1647,9 +1648,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--one-attempt",
         type=_share,
-        default=0.0,
-        help="share of normal transfers with max_attempts=1 (0). Not safe under drop_response, "
-        "kills or partitions: a step that fails without an answer may have been applied",
+        default=0.2,
+        help="share of normal transfers with max_attempts=1 (0.2): one try, so a lost answer "
+        "makes the workflow settle the step with the bank before it refunds or gives up",
     )
     p.add_argument(
         "--duration",

@@ -142,7 +142,7 @@ def test_the_same_seed_plans_the_same_transfers() -> None:
 
 
 def test_the_failing_transfers_are_spread_over_every_way_to_fail() -> None:
-    plan = soak.plan_transfers(8, 200, BALANCES, run_id="x", failing=0.15)
+    plan = soak.plan_transfers(8, 200, BALANCES, run_id="x", failing=0.15, one_attempt=0)
     kinds = Counter(t.kind for t in plan)
     assert kinds == {
         soak.NORMAL: 170,
@@ -187,8 +187,8 @@ def test_one_attempt_transfers_may_end_any_honest_way() -> None:
     once = [t for t in plan if t.kind == soak.NORMAL and t.max_attempts == 1]
     assert 150 < len(once) < 250
     assert all(t.expected == (COMPLETED, COMPENSATED, REJECTED) for t in once)
-    default = soak.plan_transfers(2, 400, BALANCES, run_id="x")
-    assert not [t for t in default if t.kind == soak.NORMAL and t.max_attempts == 1]
+    never = soak.plan_transfers(2, 400, BALANCES, run_id="x", one_attempt=0)
+    assert not [t for t in never if t.kind == soak.NORMAL and t.max_attempts == 1]
 
 
 # --- recovery and verdicts ---------------------------------------------------------------
