@@ -119,15 +119,18 @@ async def _heartbeat_while(call: Awaitable[T]) -> T:
 
     The heartbeats are how Temporal notices quickly that a worker died in the
     middle of a bank call: no heartbeat for 2 s and the server retries the
-    activity on another (or the restarted) worker.
+    activity on another (or the restarted) worker. The first one waits a whole
+    HEARTBEAT_EVERY: the server counts the activity's start as a heartbeat, and
+    most bank calls take milliseconds, so a heartbeat at once would only cost
+    the server a write per step.
     """
     task = asyncio.ensure_future(call)
     try:
         while True:
-            activity.heartbeat()
             done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
             if done:
                 return task.result()
+            activity.heartbeat()
     finally:
         task.cancel()
 
