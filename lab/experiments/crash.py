@@ -129,7 +129,7 @@ async def _crash_during(
         )
         n.note(
             "What that time is made of: Temporal retries a killed step once its heartbeats have "
-            "been missing for 2 s, after a 1 s retry backoff, and the workflow's next task "
+            "been missing for 2 s, after a 0.2 s retry backoff, and the workflow's next task "
             "waits 1 s for the dead worker's own (sticky) queue. A worker that takes longer "
             "than that to boot hides most of it."
         )

@@ -18,6 +18,11 @@ FAST = RECOVERY != "sdk-defaults"
 # the last one, instead of waiting out the whole start-to-close timeout.
 HEARTBEAT_TIMEOUT: timedelta | None = timedelta(seconds=2) if FAST else None
 
+# How long a failed or timed-out step waits before its first retry (the interval
+# then doubles, up to 2 s). After a kill, the retry comes this long after the
+# heartbeat timeout: 1 s is the SDK's default.
+FIRST_RETRY_AFTER = timedelta(seconds=0.2) if FAST else timedelta(seconds=1)
+
 # When a worker dies, a workflow task already given to its own ("sticky")
 # queue waits this long before Temporal offers it to another worker through
 # the normal queue. 10 s is the SDK's default.

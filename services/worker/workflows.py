@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         TransferResult,
         idempotency_key,
     )
-    from worker.tuning import HEARTBEAT_TIMEOUT
+    from worker.tuning import FIRST_RETRY_AFTER, HEARTBEAT_TIMEOUT
 
 # Longer than the bank client's own timeout (BANK_TIMEOUT, 5 s by default), so a
 # slow bank shows up as the bank's timeout error rather than as Temporal's.
@@ -42,7 +42,7 @@ def step_retry_policy(max_attempts: int) -> RetryPolicy:
     transfer is retrying, the next attempt, which picks up the fix, comes soon.
     """
     return RetryPolicy(
-        initial_interval=timedelta(seconds=1),
+        initial_interval=FIRST_RETRY_AFTER,
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=2),
         maximum_attempts=max_attempts,  # 0: until it succeeds (or the bug is fixed)
@@ -55,7 +55,7 @@ def step_retry_policy(max_attempts: int) -> RetryPolicy:
 # bank has said whether the step moved money, no decision is safe). Both activities
 # also report every error as retryable, for the same reason.
 RETRY_FOREVER = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
+    initial_interval=FIRST_RETRY_AFTER,
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=0,
