@@ -31,14 +31,18 @@ help: ## Show this list
 .PHONY: up
 up: build ## Build what changed, start the lab, wait until every service is healthy
 	$(SAY) "Starting Temporal, the bank and the worker..."
-	@$(COMPOSE) up --detach --wait --quiet-pull || { \
+	@# Published beyond 127.0.0.1 (LAB_BIND_ADDRESS), the bank's fault switch needs a
+	@# token: LAB_TOKEN, or one made once and kept in build/bank-control-token.
+	@export BANK_CONTROL_TOKEN="$$($(LAB) token --for-up)"; \
+	$(COMPOSE) up --detach --wait --quiet-pull || { \
 		echo; echo "The lab did not become healthy. What is running:"; $(COMPOSE) ps; \
-		echo "Look at 'make logs' for the reason."; exit 1; }
-	@echo
-	@echo "The lab is up."
-	@echo "  Temporal UI   $(UI_URL)"
-	@echo "  Bank          $(BANK_URL)/accounts   (API docs: $(BANK_URL)/docs)"
-	@echo "  Temporal gRPC localhost:$(or $(TEMPORAL_PORT),7233)"
+		echo "Look at 'make logs' for the reason."; exit 1; }; \
+	echo; \
+	echo "The lab is up."; \
+	echo "  Temporal UI   $(UI_URL)"; \
+	echo "  Bank          $(BANK_URL)/accounts   (API docs: $(BANK_URL)/docs)"; \
+	echo "  Temporal gRPC localhost:$(or $(TEMPORAL_PORT),7233)"; \
+	$(LAB) token --explain
 	@echo
 	@echo "Next: 'make transfer' moves \$$250 from 85-150 to 43-812; 'make help' lists the rest."
 

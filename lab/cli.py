@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import signal
+import socket
 import sys
 import textwrap
 import threading
@@ -31,7 +33,17 @@ from bank.faults import MAX_LATENCY_MS, FaultSpecError, validate
 from bank.models import Fault, FaultMode, FaultState
 from lab import status as views
 from lab.invariants import LedgerReport, check_bank
-from lab.stack import DEFAULT_PROJECT, SERVICES, Container, Stack, StackError
+from lab.stack import (
+    BANK_PORT,
+    DEFAULT_PROJECT,
+    SERVICES,
+    TOKEN_FILE,
+    Container,
+    Stack,
+    StackError,
+    control_token_for_up,
+    is_exposed,
+)
 
 EXIT_OK = 0
 EXIT_VIOLATION = 1
@@ -67,6 +79,23 @@ PAUSE_VS_DISCONNECT = textwrap.fill(
     "were open go silent.",
     width=78,
 )
+
+# What a disconnect cuts, per service (lab/stack.py: Stack.links; compose/compose.yaml).
+DISCONNECT_NOTES = {
+    "worker": (
+        "It reaches neither Temporal nor the bank: its polls and its bank calls fail, and "
+        "Temporal times its activities out and retries them once it is back."
+    ),
+    "temporal": (
+        "The worker and the starter cannot reach it, and neither can this machine: its "
+        "published ports (the UI, gRPC) are gone until it is reconnected."
+    ),
+    "bank": (
+        "The worker and the starter cannot reach it. This machine still can: its published "
+        "port lands on its control network, which the disconnect leaves alone, so its page, "
+        "`make status` and `make fault` keep working while the worker's calls fail."
+    ),
+}
 
 KILL_NOTES = {
     "worker": (
@@ -205,10 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
         "disconnect": (
             "reconnect",
             "cut a service off the network for a while (a real partition)",
-            "Disconnect the service from the lab network (docker network disconnect), count "
-            "down, then reconnect it under its service name. Ctrl+C reconnects at once. While "
-            "disconnected its published ports are gone too: this machine cannot reach it "
-            "either.",
+            "Disconnect the service from every network it shares with the other services "
+            "(docker network disconnect), count down, then reconnect it under its service "
+            "name. Ctrl+C reconnects at once. A disconnected Temporal loses its published "
+            "ports too; the bank keeps its control network, so this machine still reaches "
+            "its page and its fault switch while the worker cannot reach it.",
         ),
     }
     for name, (undo, summary, description) in levers.items():
@@ -232,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     service_command(
         "reconnect",
         "plug a disconnected service back into the network",
-        "Reconnect the service's containers to the lab network, under the service's name so "
-        "the others find it again.",
+        "Reconnect the service's containers to the networks it shares with the other "
+        "services, under the service's name so the others find it again.",
     )
 
     modes = "\n".join(f"  {mode.value:<14} {text}" for mode, text in MODE_HELP.items())
@@ -309,7 +339,41 @@ def build_parser() -> argparse.ArgumentParser:
             "run it once every transfer has finished). Exit code 1 on any violation."
         ),
     )
+    token = commands.add_parser(
+        "token",
+        help="print the control token an exposed lab's fault switch needs",
+        formatter_class=raw,
+        description=(
+            "A lab published beyond this machine (LAB_BIND_ADDRESS other than 127.0.0.1) "
+            "needs a token to change the bank's fault switch: LAB_TOKEN if you set one when "
+            f"you ran `make up`, otherwise one it made and saved in {_shown(TOKEN_FILE)}. The "
+            "levers send it for you; by hand:\n\n"
+            f'  curl -X DELETE -H "Authorization: Bearer $({PROG} token)" '
+            "http://localhost:8081/faults\n\n"
+            "Prints nothing (and says why on stderr) when no token is in use."
+        ),
+    )
+    how = token.add_mutually_exclusive_group()
+    how.add_argument(
+        "--for-up",
+        action="store_true",
+        help="what `make up` runs: the token to start the bank with (made and saved if the "
+        "lab is exposed and has none), or nothing",
+    )
+    how.add_argument(
+        "--explain",
+        action="store_true",
+        help="what `make up` prints for an exposed lab: the page's link with the token",
+    )
     return parser
+
+
+def _shown(path: os.PathLike[str]) -> str:
+    """A path relative to the current directory when it is under it (build/...)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return os.fspath(path)
 
 
 # --- the commands -----------------------------------------------------------
@@ -343,6 +407,8 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         return cmd_status(stack, as_json=args.json)
     if command == "check":
         return cmd_check(stack)
+    if command == "token":
+        return cmd_token(stack, for_up=args.for_up, explain=args.explain)
     if command == "fault":
         return cmd_fault(stack, args)
     service: str = args.service
@@ -531,9 +597,9 @@ def cmd_disconnect(
         )
     cut = stack.disconnect(service, number)
     say(
-        f"Disconnected {', '.join(c.name for c in cut)} from {stack.network}: it is gone from "
-        f"the network. New connections to it fail at once ('{service}' no longer resolves), "
-        "open ones go silent; its published ports are gone too."
+        f"Disconnected {', '.join(c.name for c in cut)} from {_networks(stack, service)}. "
+        f"New connections to it fail at once ('{service}' no longer resolves), open ones go "
+        f"silent. {DISCONNECT_NOTES[service]}"
     )
     if hold_for == 0:
         say(f"It stays disconnected until `make reconnect SERVICE={service}`.")
@@ -549,9 +615,15 @@ def cmd_disconnect(
 def _undo_disconnect(stack: Stack, service: str) -> None:
     done = stack.reconnect(service)
     say(
-        f"Reconnected {', '.join(c.name for c in done) or service} to {stack.network} "
-        f"as '{service}'."
+        f"Reconnected {', '.join(c.name for c in done) or service} to "
+        f"{_networks(stack, service)} as '{service}'."
     )
+
+
+def _networks(stack: Stack, service: str) -> str:
+    """ "network crashlab_bank" or "networks crashlab_bank and crashlab_temporal"."""
+    names = stack.links(service)
+    return ("network " if len(names) == 1 else "networks ") + " and ".join(names)
 
 
 def cmd_reconnect(stack: Stack, service: str, found: list[Container]) -> int:
@@ -627,7 +699,8 @@ def cmd_fault(stack: Stack, args: argparse.Namespace) -> int:
     if sub in FAULT_OPERATIONS:
         fault = _fault_from(args)
     url = _bank_url(stack)
-    bank_said = asyncio.run(_fault_call(url, sub, fault, getattr(args, "operation", None)))
+    operation = getattr(args, "operation", None)
+    bank_said = asyncio.run(_fault_call(url, sub, fault, operation, stack.token))
     if sub in FAULT_OPERATIONS:
         assert fault is not None
         target = "withdraw and deposit" if sub == "all" else sub
@@ -677,12 +750,14 @@ def _bank_url(stack: Stack) -> str:
         return stack.bank_url
     except StackError:
         raise Refused(
-            "the bank publishes no port: is it disconnected? `make reconnect SERVICE=bank` first"
+            "the bank publishes no port: is the lab up? `make up`, or `make ps` to see it"
         ) from None
 
 
-async def _fault_call(url: str, sub: str, fault: Fault | None, operation: str | None) -> FaultState:
-    bank = BankClient(url, timeout=views.CALL_TIMEOUT)
+async def _fault_call(
+    url: str, sub: str, fault: Fault | None, operation: str | None, token: str | None
+) -> FaultState:
+    bank = BankClient(url, timeout=views.CALL_TIMEOUT, token=token)
     try:
         if fault is not None:
             return await bank.set_fault(sub, fault)
@@ -754,3 +829,58 @@ async def _check(url: str) -> LedgerReport:
         raise Refused(f"{views.BANK_SILENT} at {url}: {err or type(err).__name__}") from err
     finally:
         await bank.aclose()
+
+
+# --- the control token ------------------------------------------------------
+
+
+def cmd_token(stack: Stack, *, for_up: bool, explain: bool) -> int:
+    if for_up:
+        say(control_token_for_up() or "")
+        return EXIT_OK
+    if explain:
+        # The token `make up` just gave the bank, not a saved one from an earlier run.
+        given = os.environ.get("BANK_CONTROL_TOKEN", "").strip()
+        if given:
+            for line in _exposure_lines(stack, given):
+                say(line)
+        return EXIT_OK
+    token = stack.token
+    if token:
+        say(token)
+    else:
+        print(
+            "No control token is in use: the lab is published on this machine only "
+            "(LAB_BIND_ADDRESS unset or 127.0.0.1), and its fault switch needs none.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return EXIT_OK
+
+
+def _exposure_lines(stack: Stack, token: str) -> list[str]:
+    """What `make up` says about an exposed lab: where the page is, with its token."""
+    address = os.environ.get("LAB_BIND_ADDRESS", "").strip()
+    # 0.0.0.0 is every interface: name this machine as others reach it.
+    exposed = is_exposed(address)
+    host = address if address and address not in ("0.0.0.0", "::", "[::]") else None
+    host = (host or socket.gethostname()) if exposed else "localhost"
+    try:
+        port = stack.published("bank", BANK_PORT).rpartition(":")[2]
+    except StackError:
+        port = os.environ.get("BANK_PORT") or "8081"
+    return [
+        "",
+        (
+            f"The lab is published on {address}, beyond this machine: the bank's fault "
+            "switch needs a token, and this one opens it."
+            if exposed
+            else "The bank's fault switch needs a token (LAB_TOKEN):"
+        ),
+        f"  Bank page     http://{host}:{port}/#token={token}",
+        "  The page keeps the token for the browser tab; share the link only with whoever",
+        "  may break the bank.",
+        f"  The levers (make fault, make faults-clear, the experiments) read it from "
+        f"{_shown(TOKEN_FILE)};",
+        f'  `.venv/bin/{PROG} token` prints it for curl (-H "Authorization: Bearer <token>").',
+    ]

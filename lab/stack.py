@@ -3,13 +3,19 @@
 `Stack` drives any Compose project of the lab through the `docker` command
 line: the learner's (`make up`, project `crashlab`) or a test's. Every lever is
 a real Docker operation: SIGKILL, `docker pause`, a network disconnect.
+
+It also keeps the lab's control token: the one an exposed lab's fault switch needs
+(see `control_token_for_up`), which every bank client made here sends.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import os
 import random
+import secrets
 import subprocess
 import time
 from collections.abc import Mapping
@@ -30,7 +36,56 @@ SERVICES = ("temporal", "bank", "worker")
 # The ports inside the containers (compose/compose.yaml publishes them).
 TEMPORAL_PORT = 7233
 TEMPORAL_UI_PORT = 8233
-BANK_PORT = 8000
+# The bank's control API: the one the host reaches (the teller API, 8000, is for the
+# worker and the starter, and is not published).
+BANK_PORT = 8001
+# Where `make up` keeps the control token of an exposed lab, for later commands.
+TOKEN_FILE = ROOT / "build" / "bank-control-token"
+
+
+def is_exposed(bind_address: str | None) -> bool:
+    """True when LAB_BIND_ADDRESS publishes the lab beyond this machine."""
+    address = (bind_address or "").strip().strip("[]") or "127.0.0.1"
+    if address.lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return True  # a host name: whoever resolves it can reach the lab
+
+
+def saved_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The control token the host's tools send: LAB_TOKEN, else the one `make up` saved."""
+    environ = os.environ if environ is None else environ
+    if environ.get("LAB_TOKEN", "").strip():
+        return environ["LAB_TOKEN"].strip()
+    try:
+        return TOKEN_FILE.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def control_token_for_up(environ: Mapping[str, str] | None = None) -> str | None:
+    """The token `make up` gives the bank (BANK_CONTROL_TOKEN), or None for no token.
+
+    LAB_TOKEN when the user set one; otherwise, for a lab exposed by LAB_BIND_ADDRESS,
+    the token saved by an earlier `make up` or a new one. The token in use is saved in
+    TOKEN_FILE (mode 600), where the levers and the soak find it later. A lab published
+    on 127.0.0.1 only gets no token: nothing changes for learners.
+    """
+    environ = os.environ if environ is None else environ
+    token = environ.get("LAB_TOKEN", "").strip() or None
+    if token is None and not is_exposed(environ.get("LAB_BIND_ADDRESS")):
+        return None
+    if token is None:
+        token = saved_token({}) or secrets.token_urlsafe(24)
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    # Created 600 from the start, so the token is never readable by others, not even briefly.
+    fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.chmod(TOKEN_FILE, 0o600)  # in case an older file had other bits
+    return token
 
 
 class StackError(Exception):
@@ -159,8 +214,15 @@ class Stack:
     def workflow_url(self, workflow_id: str) -> str:
         return f"{self.ui_url}/namespaces/default/workflows/{workflow_id}"
 
+    @property
+    def token(self) -> str | None:
+        """The control token to send the bank: the one this lab was started with
+        (BANK_CONTROL_TOKEN in ``env``), else LAB_TOKEN or the one `make up` saved.
+        A bank that needs none ignores it."""
+        return self.env.get("BANK_CONTROL_TOKEN", "").strip() or saved_token()
+
     def bank(self, timeout: float = 5.0) -> BankClient:
-        return BankClient(self.bank_url, timeout=timeout)
+        return BankClient(self.bank_url, timeout=timeout, token=self.token)
 
     async def temporal(self) -> Client:
         return await Client.connect(self.temporal_address)
@@ -214,35 +276,65 @@ class Stack:
             self._run(["docker", "unpause", *(c.id for c in targets)], True)
         return targets
 
-    @property
-    def network(self) -> str:
-        return f"{self.project}_default"
+    @functools.cached_property
+    def _networks(self) -> dict[str, list[str]]:
+        """Each service's networks (their Docker names), from the Compose file."""
+        out = self.compose("--profile", "tools", "config", "--format", "json")
+        config = json.loads(out.stdout)
+        names = {key: net.get("name", key) for key, net in config.get("networks", {}).items()}
+        return {
+            service: sorted(names[key] for key in (spec.get("networks") or {}))
+            for service, spec in config["services"].items()
+        }
+
+    def links(self, service: str) -> list[str]:
+        """The networks a disconnect cuts: those the service shares with another service.
+
+        The bank keeps `control`, its side facing the host, which nothing else is on: the
+        learner still sees its page and ledger while the worker cannot reach it.
+        """
+        self._check_service(service)
+        networks = self._networks
+        return [
+            net
+            for net in networks.get(service, [])
+            if any(net in theirs for other, theirs in networks.items() if other != service)
+        ]
 
     def disconnect(self, service: str, which: str = "all") -> list[Container]:
-        """Cuts the cable: the containers leave the lab network and every connection breaks."""
+        """Cuts the cables: the containers leave every network they share with another
+        service, and every connection over them breaks."""
         targets = [c for c in self._one_or_all(service, which) if c.state == "running"]
         if not targets:
             raise StackError(f"No running {service} container to disconnect.")
         for c in targets:
-            self._run(["docker", "network", "disconnect", self.network, c.id], True)
+            attached = self._attached(c)
+            for net in self.links(service):
+                if net in attached:
+                    self._run(["docker", "network", "disconnect", net, c.id], True)
         return targets
 
     def reconnect(self, service: str) -> list[Container]:
-        """Plugs the cable back in, under the service's name so the others find it again."""
+        """Plugs the cables back in, under the service's name so the others find it again."""
         targets = self._one_or_all(service, "all")
         for c in targets:
-            if not self.is_connected(c):
-                self._run(
-                    ["docker", "network", "connect", "--alias", service, self.network, c.id], True
-                )
+            attached = self._attached(c)
+            for net in self.links(service):
+                if net not in attached:
+                    self._run(["docker", "network", "connect", "--alias", service, net, c.id], True)
         return targets
 
     def is_connected(self, container: Container) -> bool:
+        """On every network its service shares with the others."""
+        attached = self._attached(container)
+        return all(net in attached for net in self.links(container.service))
+
+    def _attached(self, container: Container) -> set[str]:
         out = self._run(
             ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container.id],
             True,
         )
-        return self.network in json.loads(out.stdout or "{}")
+        return set(json.loads(out.stdout or "{}") or {})
 
     def wait_healthy(self, service: str, *, timeout: float = 60) -> None:
         """Waits until every container of the service runs and passes its healthcheck."""

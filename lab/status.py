@@ -75,7 +75,9 @@ class ServiceState:
     state: str  # running, paused, exited, created, restarting, dead
     health: str  # healthy, unhealthy, starting, or ""
     exit_code: int
-    connected: bool | None  # on the lab network; None when it is not running
+    # On every network it shares with the other services (Stack.is_connected); None
+    # when it is not running.
+    connected: bool | None
 
     @property
     def killed(self) -> bool:
@@ -83,7 +85,7 @@ class ServiceState:
 
     @property
     def up(self) -> bool:
-        """Running, unfrozen and on the network: it can do its job."""
+        """Running, unfrozen and on its networks: it can do its job."""
         return self.state == "running" and self.connected is not False
 
     @property
@@ -444,7 +446,7 @@ def _poller(
         if live:
             why = "polling"
         elif owner.state == "running":
-            why = "disconnected from the lab network"
+            why = "disconnected from the lab's networks"
         elif owner.state == "paused":
             why = "paused (it holds its poll open and takes nothing)"
         else:
@@ -608,9 +610,15 @@ def _warnings(report: StatusReport) -> list[str]:
     workers = by_service["worker"]
     for c in report.services:
         if c.state == "running" and c.connected is False:
+            reach = (
+                "the worker and the starter cannot reach it (this machine still can: its "
+                "published port is on its control network, which stays connected)"
+                if c.service == "bank"
+                else "nothing reaches it and it reaches nothing"
+            )
             out.append(
-                f"{c.name} is disconnected from the lab network: nothing reaches it and it "
-                f"reaches nothing. `make reconnect SERVICE={c.service}` plugs it back in."
+                f"{c.name} is disconnected from the lab's networks: {reach}. "
+                f"`make reconnect SERVICE={c.service}` plugs it back in."
             )
     for queue, (q, workflows) in unserved_queues(report).items():
         ids = ", ".join(w.workflow_id for w in workflows[:3])

@@ -7,7 +7,9 @@
 
 It is a `Stack` (every lever works on it) in its own Compose project on
 random free ports, so it never collides with a lab started by `make up`, and
-its volumes are deleted when it stops.
+its volumes are deleted when it stops. `Lab(env={"BANK_CONTROL_TOKEN": "..."})`
+starts its bank as an exposed lab's, whose fault switch needs that token; the
+lab's own bank clients (`lab.bank()`, the levers) send it.
 """
 
 from __future__ import annotations

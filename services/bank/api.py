@@ -9,20 +9,33 @@ A withdraw or deposit is handled in this order: validate the request (bad input
 is refused whatever the faults), ask the fault switch, then touch the ledger.
 Reads, /health, /ledger, /void and /faults are never faulted, so the truth stays
 visible and a caller who lost an answer can always settle it.
+
+One bank process serves two listeners (see bank/__main__.py), built from the same
+route definitions by ``create_app(listener=...)``:
+
+- the teller API (Listener.TELLER, port 8000 on every interface): what the worker
+  and the starter need, and nothing that breaks the bank: no fault switch, no page;
+- the control API (Listener.CONTROL, port 8001 on the bank's control network only,
+  which is where the host's published port lands): everything, the fault switch
+  and the page included. With a control token, changing the switch needs
+  ``Authorization: Bearer <token>``; reading it does not.
 """
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Header, Path, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
@@ -40,6 +53,31 @@ DEFAULT_DB = "/data/bank.db"
 PAGE_FILE = os.path.join(os.path.dirname(__file__), "page.html")
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Listener(StrEnum):
+    """Which of the bank's two APIs an app serves."""
+
+    # For the other containers (worker, starter): money and reads, no fault switch.
+    TELLER = "teller"
+    # For the host (the learner, the levers, the tests): everything.
+    CONTROL = "control"
+
+
+# What a 401 tells the caller about where the control token comes from.
+TOKEN_SOURCE = (
+    "Send it as 'Authorization: Bearer <token>'. `make up` printed it when it exposed the "
+    "lab: it is LAB_TOKEN if you set one, otherwise in build/bank-control-token in the "
+    "lab's directory. The make levers (make fault, make faults-clear) send it for you, "
+    "and the bank's page takes it from a link ending in #token=<token>."
+)
+NO_SWITCH_HERE = (
+    "The fault switch is not served on this port: this is the bank's teller API "
+    "(port 8000), which the worker and the starter use, and no container may change "
+    "the switch. The fault switch is served only on the control port, from the host: "
+    "the bank's published port (http://localhost:8081 by default), `make fault`, "
+    "`make faults` or the bank's page."
+)
 
 
 # --- wire shapes that only the HTTP layer needs -------------------------------------------------
@@ -141,12 +179,15 @@ def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
 
 
 class _Refused(Exception):
-    """The API itself refuses a call (faults, a blank key)."""
+    """The API itself refuses a call (faults, a blank key, a missing token)."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 class _ClientGone(Exception):
@@ -264,11 +305,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         where = f"{request.method} {request.url.path}"
+        teller = request.app.state.listener is Listener.TELLER
+        path = request.url.path
+        if exc.status_code == 404 and teller and (path == "/faults" or path.startswith("/faults/")):
+            return error_response(ErrorCode.NOT_FOUND, f"There is no {where}. {NO_SWITCH_HERE}")
         if exc.status_code == 404:
+            reads = (
+                "GET /accounts or GET /ledger"
+                if teller
+                else ("GET /accounts, GET /ledger or GET /faults")
+            )
             return error_response(
                 ErrorCode.NOT_FOUND,
-                f"There is no {where}. Try GET /accounts, GET /ledger or GET /faults; "
-                "GET /docs shows the whole API.",
+                f"There is no {where}. Try {reads}; GET /docs shows the whole API.",
             )
         if exc.status_code == 405:
             headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
@@ -300,7 +349,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(_Refused)
     async def refused(request: Request, exc: _Refused) -> JSONResponse:
-        return error_response(exc.code, exc.message)
+        return error_response(exc.code, exc.message, headers=exc.headers)
 
     @app.exception_handler(_ClientGone)
     async def gone(request: Request, exc: _ClientGone) -> Response:
@@ -349,16 +398,61 @@ def release_held_requests(app: FastAPI) -> None:
 # --- the app ------------------------------------------------------------------------------------
 
 
+def _control_guard(token: str | None, token_source: str) -> Callable[..., Awaitable[None]]:
+    """A dependency for the fault switch's writes: no-op without a token, else Bearer auth.
+
+    HTTPBearer (auto_error=False) documents the scheme in the OpenAPI document and hands
+    over the header, so that a missing or malformed header gets our 401, not FastAPI's 403.
+    """
+    bearer = HTTPBearer(
+        auto_error=False,
+        scheme_name="ControlToken",
+        description="The lab's control token, needed to change the fault switch.",
+    )
+
+    async def guard(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        assert token is not None
+        given = credentials.credentials if credentials is not None else None
+        # compare_digest: the time taken does not tell how much of a guess was right.
+        if given is not None and hmac.compare_digest(given.encode(), token.encode()):
+            return
+        problem = (
+            "This call has no control token"
+            if given is None
+            else "The control token on this call is wrong"
+        )
+        raise _Refused(
+            ErrorCode.UNAUTHORIZED,
+            f"{problem}, and changing this lab's fault switch needs one: the lab is "
+            "published beyond its own machine, or was started with LAB_TOKEN. Nothing was "
+            f"changed. {token_source}",
+            headers={"www-authenticate": 'Bearer realm="crashlab bank fault switch"'},
+        )
+
+    async def open_to_all() -> None:
+        return None
+
+    return open_to_all if token is None else guard
+
+
 def create_app(
     ledger: Ledger | None = None,
     faults: FaultSwitch | None = None,
     *,
     sleep: Sleep = asyncio.sleep,
+    listener: Listener = Listener.CONTROL,
+    control_token: str | None = None,
+    token_source: str = TOKEN_SOURCE,
 ) -> FastAPI:
-    """The bank as an ASGI app.
+    """The bank as an ASGI app: the whole API (CONTROL, the default) or the teller's part.
 
     Without a ledger, one is opened at $BANK_DB (default /data/bank.db) and closed when
     the app shuts down. ``sleep`` is how latency faults wait: tests pass a recorder.
+    One ledger and one fault switch can back both listeners. With ``control_token``,
+    PUT and DELETE on the fault switch answer 401 unless the caller sends it as a
+    Bearer token; ``token_source`` tells the caller where the token comes from.
     """
     owned = ledger is None
     the_ledger = Ledger(os.environ.get("BANK_DB", DEFAULT_DB)) if ledger is None else ledger
@@ -371,27 +465,55 @@ def create_app(
         if owned:
             the_ledger.close()
 
+    control = listener is Listener.CONTROL
+    description = (
+        "A small bank with a real ledger, for learning durable execution by breaking "
+        "things. Withdraw and deposit need an Idempotency-Key: a repeated key is "
+        "answered from the ledger and moves nothing. When an answer is lost, POST /void "
+        "with the same key says whether it moved money, and makes sure it never will "
+        "if it has not. "
+    )
+    if not control:
+        description += (
+            "This is the teller API, for the lab's containers: the fault switch is served "
+            "only on the control port, from the host."
+        )
+    elif control_token is None:
+        description += (
+            "PUT /faults/{target} makes the bank flaky; DELETE /faults (or a restart) puts "
+            "it right."
+        )
+    else:
+        description += (
+            "PUT /faults/{target} makes the bank flaky; DELETE /faults (or a restart) puts "
+            "it right. Both need the lab's control token (Authorization: Bearer <token>); "
+            "GET /faults does not."
+        )
     app = FastAPI(
-        title=TITLE,
+        title=TITLE if control else f"{TITLE} (teller API)",
         version="1.0.0",
-        description=(
-            "A small bank with a real ledger, for learning durable execution by breaking "
-            "things. Withdraw and deposit need an Idempotency-Key: a repeated key is "
-            "answered from the ledger and moves nothing. When an answer is lost, POST /void "
-            "with the same key says whether it moved money, and makes sure it never will "
-            "if it has not. PUT /faults/{target} makes the "
-            "bank flaky; DELETE /faults (or a restart) puts it right."
-        ),
+        description=description,
         lifespan=lifespan,
     )
     app.state.closing = closing
+    app.state.listener = listener
     _install_error_handlers(app)
+    guard = _control_guard(control_token, token_source)
+    # The switch's writes: 401 is documented only where it can be answered.
+    switch_errors = (
+        (ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST)
+        if control_token is None
+        else (ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST, ErrorCode.UNAUTHORIZED)
+    )
+    clear_all_errors = () if control_token is None else (ErrorCode.UNAUTHORIZED,)
 
-    @app.get("/", include_in_schema=False)
     def page() -> HTMLResponse:
         """The bank's web page; it polls the API below and drives the fault switch."""
         with open(PAGE_FILE, encoding="utf-8") as html:
             return HTMLResponse(html.read())
+
+    if control:
+        app.get("/", include_in_schema=False)(page)
 
     @app.get("/health", operation_id="health", response_model=Health)
     async def health() -> Health:
@@ -534,16 +656,21 @@ def create_app(
         """The movements, oldest first: page with ?after=<last seq you saw>."""
         return LedgerPage(movements=the_ledger.movements(after, limit), total=the_ledger.total())
 
+    if not control:
+        # The teller API ends here: the fault switch below is the host's alone.
+        return app
+
     @app.get("/faults", operation_id="get_faults", response_model=FaultState)
     async def get_faults() -> FaultState:
-        """The fault on each operation (null: none)."""
+        """The fault on each operation (null: none). Never needs a token."""
         return switch.state()
 
     @app.put(
         "/faults/{target}",
         operation_id="set_fault",
         response_model=FaultState,
-        responses=_errors(ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST),
+        responses=_errors(*switch_errors),
+        dependencies=[Depends(guard)],
     )
     async def set_fault(target: Target, spec: FaultSpec) -> FaultState:
         """Make withdraw, deposit or both flaky, replacing any fault already there."""
@@ -558,7 +685,8 @@ def create_app(
         "/faults/{target}",
         operation_id="clear_fault",
         response_model=FaultState,
-        responses=_errors(ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST),
+        responses=_errors(*switch_errors),
+        dependencies=[Depends(guard)],
     )
     async def clear_fault(target: Target) -> FaultState:
         """Take the fault off withdraw, deposit or both."""
@@ -568,7 +696,13 @@ def create_app(
         log.info("fault switch: %s cleared", target.value)
         return state
 
-    @app.delete("/faults", operation_id="clear_faults", response_model=FaultState)
+    @app.delete(
+        "/faults",
+        operation_id="clear_faults",
+        response_model=FaultState,
+        responses=_errors(*clear_all_errors),
+        dependencies=[Depends(guard)],
+    )
     async def clear_faults() -> FaultState:
         """Take every fault off: the bank works normally again."""
         log.info("fault switch: everything cleared")

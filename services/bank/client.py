@@ -84,7 +84,12 @@ def _path(*parts: str) -> str:
 
 
 class BankClient:
-    """Async client for one bank. ``timeout`` bounds each whole call, in seconds."""
+    """Async client for one bank. ``timeout`` bounds each whole call, in seconds.
+
+    ``token`` is the lab's control token, which an exposed lab's fault switch needs
+    (PUT and DELETE /faults); it goes on every request, and the bank ignores it
+    where it needs none.
+    """
 
     def __init__(
         self,
@@ -92,10 +97,14 @@ class BankClient:
         *,
         timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     async def __aenter__(self) -> Self:
         return self

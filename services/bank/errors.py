@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     INJECTED_FAULT = "injected_fault"
     BANK_DOWN = "bank_down"
+    UNAUTHORIZED = "unauthorized"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -33,6 +34,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.INJECTED_FAULT: 503,
     ErrorCode.BANK_DOWN: 503,
+    # The fault switch of an exposed lab, changed without its control token.
+    ErrorCode.UNAUTHORIZED: 401,
 }
 
 # Errors that no retry can fix: the same request will be refused the same way.
@@ -47,5 +50,6 @@ PERMANENT: frozenset[ErrorCode] = frozenset(
         ErrorCode.IDEMPOTENCY_KEY_CONFLICT,
         ErrorCode.KEY_VOIDED,
         ErrorCode.NOT_FOUND,
+        ErrorCode.UNAUTHORIZED,
     }
 )

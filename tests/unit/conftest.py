@@ -42,12 +42,23 @@ def bank_sleeps() -> list[float]:
 
 
 @pytest.fixture
-def bank_app(bank_ledger: Ledger, bank_faults: FaultSwitch, bank_sleeps: list[float]) -> FastAPI:
+def bank_token() -> str | None:
+    """The control token the bank's fault switch needs: none, unless a test parametrizes
+    ``bank_token`` (an exposed lab's bank)."""
+    return None
+
+
+@pytest.fixture
+def bank_app(
+    bank_ledger: Ledger, bank_faults: FaultSwitch, bank_sleeps: list[float], bank_token: str | None
+) -> FastAPI:
+    """The whole API, as the control listener serves it."""
+
     async def sleep(seconds: float) -> None:
         bank_sleeps.append(seconds)
         await asyncio.sleep(0)
 
-    return create_app(bank_ledger, bank_faults, sleep=sleep)
+    return create_app(bank_ledger, bank_faults, sleep=sleep, control_token=bank_token)
 
 
 @pytest.fixture
@@ -59,10 +70,12 @@ async def bank_http(bank_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def bank_server_url(bank_ledger: Ledger, bank_faults: FaultSwitch) -> Iterator[str]:
+def bank_server_url(
+    bank_ledger: Ledger, bank_faults: FaultSwitch, bank_token: str | None
+) -> Iterator[str]:
     """The app on a real uvicorn (own thread and loop) on a free port: real sockets, timeouts."""
     config = uvicorn.Config(
-        create_app(bank_ledger, bank_faults),
+        create_app(bank_ledger, bank_faults, control_token=bank_token),
         host="127.0.0.1",
         port=0,
         log_config=None,

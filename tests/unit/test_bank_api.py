@@ -13,12 +13,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from bank.__main__ import _port
-from bank.api import create_app, release_held_requests
+from bank.__main__ import _port, control_token
+from bank.api import Listener, create_app, release_held_requests
 from bank.errors import HTTP_STATUS, ErrorCode
 from bank.faults import FaultSwitch
 from bank.ledger import Ledger
-from bank.models import FaultMode, Operation
+from bank.models import Fault, FaultMode, FaultState, Operation
 
 SEED = 1234  # conftest.BANK_SEED: the bank_faults switch's seed
 SEED_TOTAL = 10_000
@@ -595,6 +595,172 @@ async def test_an_unknown_fault_target_is_404(bank_http: httpx.AsyncClient, meth
 
     message = error_of(response, ErrorCode.NOT_FOUND)
     assert "withdraw, deposit, all" in message
+
+
+# --- two listeners, and the control token ---------------------------------------------------------
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SWITCH_WRITES = [
+    ("PUT", "/faults/withdraw"),
+    ("PUT", "/faults/all"),
+    ("DELETE", "/faults/deposit"),
+    ("DELETE", "/faults"),
+]
+
+
+@pytest.fixture
+def teller_http(bank_ledger: Ledger, bank_faults: FaultSwitch) -> httpx.AsyncClient:
+    """The teller API (what the worker and the starter reach), on the same ledger and
+    switch as bank_http's control API, as bank/__main__.py wires them."""
+    app = create_app(bank_ledger, bank_faults, listener=Listener.TELLER)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bank")
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/faults", "/faults/withdraw", "/faults/all"])
+async def test_the_teller_api_has_no_fault_switch(
+    teller_http: httpx.AsyncClient, bank_faults: FaultSwitch, method: str, path: str
+) -> None:
+    async with teller_http:
+        response = await teller_http.request(method, path, json={"mode": "down"})
+
+    message = error_of(response, ErrorCode.NOT_FOUND)
+    assert "served only on the control port, from the host" in message
+    assert bank_faults.state() == FaultState()
+
+
+async def test_the_teller_api_moves_money_under_the_switch_the_control_api_sets(
+    teller_http: httpx.AsyncClient, bank_http: httpx.AsyncClient, bank_ledger: Ledger
+) -> None:
+    async with teller_http:
+        assert (await teller_http.get("/")).status_code == 404  # no page either
+        moved = await teller_http.post(W, json={"amount": 5}, headers=key("t1"))
+        assert moved.status_code == 200, moved.text
+        await put_fault(bank_http, "withdraw", mode="error")
+        refused = await teller_http.post(W, json={"amount": 5}, headers=key("t2"))
+        error_of(refused, ErrorCode.INJECTED_FAULT)
+        voided = await teller_http.post("/void", headers=key("t2"))
+        assert voided.json() == {"idempotency_key": "t2", "movement": None}
+        accounts = (await teller_http.get("/accounts")).json()
+    assert accounts["total"] == SEED_TOTAL - 5
+    assert balances(bank_ledger)["85-150"] == 2000 - 5
+
+
+async def test_each_listener_documents_what_it_serves(
+    teller_http: httpx.AsyncClient, bank_http: httpx.AsyncClient
+) -> None:
+    async with teller_http:
+        teller = (await teller_http.get("/openapi.json")).json()
+    control = (await bank_http.get("/openapi.json")).json()
+
+    assert set(control["paths"]) - set(teller["paths"]) == {"/faults", "/faults/{target}"}
+    assert "teller" in teller["info"]["title"]
+    assert "control port" in teller["info"]["description"]
+    assert "PUT /faults" not in teller["info"]["description"]
+    # No token: nothing says one is needed.
+    assert "securitySchemes" not in control.get("components", {})
+    assert "401" not in control["paths"]["/faults/{target}"]["put"]["responses"]
+
+
+@pytest.mark.parametrize("bank_token", [TOKEN])
+@pytest.mark.parametrize(("method", "path"), SWITCH_WRITES)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": TOKEN},  # no scheme
+        {"Authorization": f"Basic {TOKEN}"},
+    ],
+    ids=["none", "wrong", "longer", "no-scheme", "basic"],
+)
+async def test_with_a_token_the_switch_refuses_a_change_without_it(
+    bank_http: httpx.AsyncClient,
+    bank_faults: FaultSwitch,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+) -> None:
+    bank_faults.set(tuple(Operation), Fault(FaultMode.LATENCY, latency_ms=10))
+    before = bank_faults.state()
+
+    response = await bank_http.request(method, path, json={"mode": "down"}, headers=headers)
+
+    message = error_of(response, ErrorCode.UNAUTHORIZED)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "Nothing was changed" in message
+    assert "Authorization: Bearer <token>" in message
+    assert "build/bank-control-token" in message and "LAB_TOKEN" in message
+    assert bank_faults.state() == before
+
+
+@pytest.mark.parametrize("bank_token", [TOKEN])
+async def test_with_the_token_the_switch_works_and_reads_need_none(
+    bank_http: httpx.AsyncClient, bank_faults: FaultSwitch
+) -> None:
+    # Reads, money and the page stay open: the truth is always visible.
+    assert (await bank_http.get("/faults")).status_code == 200
+    assert (await bank_http.get("/")).status_code == 200
+    moved = await bank_http.post(W, json={"amount": 1}, headers=key("k"))
+    assert moved.status_code == 200
+
+    response = await bank_http.put("/faults/deposit", json={"mode": "error"}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert bank_faults.state().deposit == Fault(FaultMode.ERROR)
+    cleared = await bank_http.delete("/faults", headers=AUTH)
+    assert cleared.json() == {"withdraw": None, "deposit": None}
+
+
+@pytest.mark.parametrize("bank_token", [TOKEN])
+async def test_the_token_is_checked_before_the_body(bank_http: httpx.AsyncClient) -> None:
+    """Without the token nothing is said about the request itself."""
+    response = await bank_http.put("/faults/nowhere", content=b"not json")
+
+    error_of(response, ErrorCode.UNAUTHORIZED)
+
+
+@pytest.mark.parametrize("bank_token", [TOKEN])
+async def test_with_a_token_the_document_lists_401_for_the_switchs_writes(
+    bank_http: httpx.AsyncClient,
+) -> None:
+    doc = (await bank_http.get("/openapi.json")).json()
+
+    assert doc["components"]["securitySchemes"]["ControlToken"]["scheme"] == "bearer"
+    writes = [
+        doc["paths"]["/faults/{target}"]["put"],
+        doc["paths"]["/faults/{target}"]["delete"],
+        doc["paths"]["/faults"]["delete"],
+    ]
+    for operation in writes:
+        assert "unauthorized" in operation["responses"]["401"]["description"]
+        assert operation["security"] == [{"ControlToken": []}]
+    read = doc["paths"]["/faults"]["get"]
+    assert "401" not in read["responses"] and "security" not in read
+    assert "control token" in doc["info"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("env", "locked"),
+    [
+        ({}, False),
+        ({"LAB_BIND_ADDRESS": "127.0.0.1"}, False),
+        ({"LAB_BIND_ADDRESS": "localhost"}, False),
+        ({"LAB_BIND_ADDRESS": "::1"}, False),
+        ({"LAB_BIND_ADDRESS": "0.0.0.0"}, True),
+        ({"LAB_BIND_ADDRESS": "192.168.1.20"}, True),
+    ],
+)
+def test_an_exposed_bank_without_a_token_locks_its_switch(
+    env: dict[str, str], locked: bool
+) -> None:
+    token, source = control_token(env)
+    assert (token is not None) == locked
+    if locked:
+        assert "started without BANK_CONTROL_TOKEN" in source and "make up" in source
+    given, _ = control_token({**env, "BANK_CONTROL_TOKEN": TOKEN})
+    assert given == TOKEN
 
 
 # --- the documentation ----------------------------------------------------------------------------

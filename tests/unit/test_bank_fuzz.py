@@ -205,17 +205,17 @@ _FAULT_STATE = TypeAdapter(FaultState)
 # --- the checks -----------------------------------------------------------------------------------
 
 
-def _check_answer(case: FuzzCase, response: Response) -> None:
+def _check_answer(case: FuzzCase, response: Response, doc: dict[str, Any] = DOC) -> None:
     """Every answer is documented; every error is the bank's shape and a known code."""
     status = response.status_code
     assert status < 500, f"{case.operation.label} answered {status}: {response.text}"
-    methods = {m.lower() for m in DOC["paths"][case.operation.path]}
+    methods = {m.lower() for m in doc["paths"][case.operation.path]}
     if case.method.lower() not in methods:
         # The coverage phase also tries methods the path does not have.
         assert status == 405, response.text
         assert response.headers.get("allow") == [", ".join(sorted(m.upper() for m in methods))]
     else:
-        documented = DOC["paths"][case.operation.path][case.method.lower()]["responses"]
+        documented = doc["paths"][case.operation.path][case.method.lower()]["responses"]
         assert str(status) in documented, (
             f"{case.operation.label} answered {status}, not one of {sorted(documented)}: "
             f"{response.text}"
@@ -441,6 +441,80 @@ def test_fuzz_interleaved_operations(
     after fault-switch calls (which must have left no fault behind)."""
     for case in cases:
         _call(case, bank_app, bank_ledger, bank_faults)
+
+
+# --- the fault switch of an exposed lab: a control token ------------------------------------------
+
+TOKEN = "fuzz-control-token"
+
+
+def _load_token_schema() -> BaseSchema:
+    with Ledger(":memory:") as ledger:
+        return schemathesis.openapi.from_asgi(
+            "/openapi.json", create_app(ledger, FaultSwitch(), control_token=TOKEN), config=CONFIG
+        )
+
+
+token_schema = _load_token_schema()
+TOKEN_DOC: dict[str, Any] = token_schema.raw_schema
+SWITCH_WRITES = ("set_fault", "clear_fault", "clear_faults")
+
+
+@pytest.mark.parametrize(
+    "label", ["PUT /faults/{target}", "DELETE /faults/{target}", "DELETE /faults"]
+)
+def test_fuzz_the_switch_with_a_token(
+    label: str, bank_ledger: Ledger, bank_faults: FaultSwitch
+) -> None:
+    """Each case twice: as generated, without the token, it must be refused 401 (and
+    documented) and change nothing; with the token it must do what it does without one.
+
+    Strategies rather than token_schema.parametrize(): its operation filter is not
+    applied under pytest 9 (every operation ran), and only the switch's writes differ.
+    """
+    app = create_app(bank_ledger, bank_faults, control_token=TOKEN)
+    operation = token_schema.find_operation_by_label(label)
+    assert operation is not None
+
+    @settings(FUZZ, max_examples=60)
+    @given(case=operation.as_strategy())
+    def run(case: FuzzCase) -> None:
+        assert faults_before_is_clear(bank_faults)
+        before = Snapshot.of(bank_ledger)
+        try:
+            refused: Response = case.call(app=app)
+            _check_answer(case, refused, TOKEN_DOC)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["error"]["code"] == ErrorCode.UNAUTHORIZED.value
+            assert bank_faults.state() == FaultState(), "a refused call changed the switch"
+            allowed: Response = case.call(app=app, headers={"Authorization": f"Bearer {TOKEN}"})
+            _check_answer(case, allowed, TOKEN_DOC)
+            assert allowed.status_code != 401, allowed.text
+            _check_reads_and_faults(case, allowed, before, bank_ledger, bank_faults)
+        except Exception as exc:
+            exc.add_note(f"Fuzzing {case.operation.label}: {case.as_curl_command()}")
+            raise
+        finally:
+            _reset(bank_faults)
+
+    run()
+
+
+def faults_before_is_clear(faults: FaultSwitch) -> bool:
+    return faults.state() == FaultState()
+
+
+def test_the_token_document_differs_only_where_the_token_is_needed() -> None:
+    """Both documents describe the same API; the token adds 401 and the scheme to the
+    switch's writes, and nothing else."""
+    for path, methods in DOC["paths"].items():
+        for method, operation in methods.items():
+            guarded = TOKEN_DOC["paths"][path][method]
+            if operation.get("operationId") in SWITCH_WRITES:
+                assert set(guarded["responses"]) == set(operation["responses"]) | {"401"}
+                assert guarded["security"] == [{"ControlToken": []}]
+            else:
+                assert guarded == operation
 
 
 # --- targeted cases: the fault switch, and what the fuzz found ------------------------------------

@@ -23,3 +23,17 @@ async def test_the_page_calls_only_the_documented_api(bank_http: httpx.AsyncClie
     assert called == {"accounts", "ledger", "faults"}
     assert all(f"/{path}" in documented for path in called)
     assert "/" not in documented  # the page is not part of the API
+
+
+async def test_the_page_sends_the_control_token_only_on_changes(
+    bank_http: httpx.AsyncClient,
+) -> None:
+    """An exposed lab's page is opened as http://host:8081/#token=... (tests/integration/
+    test_exposure.py clicks it in Chromium): the fragment never reaches the server."""
+    page = (await bank_http.get("/")).text
+
+    assert 'get("token")' in page and "location.hash" in page
+    assert "sessionStorage" in page  # this tab only, not every later visit
+    assert "history.replaceState" in page  # out of the address bar
+    assert 'method !== "GET"' in page and "Bearer ${token}" in page
+    assert "response.status === 401" in page

@@ -8,14 +8,17 @@ updates its containers the way Docker would, so the real lever code runs end to 
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
 from lab import cli
+from lab import stack as stack_module
 from lab.stack import Container, Stack
 from lab.status import (
     BankView,
@@ -47,12 +50,32 @@ def healthy_lab() -> list[Container]:
     return [container("temporal"), container("bank"), container("worker")]
 
 
+# Each service's networks, as compose/compose.yaml has them (Docker's names for project
+# crashlab); tests/integration/test_exposure.py proves these against the real file.
+LAB_NETWORKS = {
+    "temporal": ["crashlab_temporal"],
+    "bank": ["crashlab_bank", "crashlab_control"],
+    "worker": ["crashlab_bank", "crashlab_temporal"],
+    "starter": ["crashlab_bank", "crashlab_temporal"],
+}
+
+
 @dataclass
 class FakeStack(Stack):
     fake: list[Container] = field(default_factory=healthy_lab)
     ran: list[list[str]] = field(default_factory=list)
-    disconnected: set[str] = field(default_factory=set)
+    # Container id -> the networks it was cut off from.
+    cut: dict[str, set[str]] = field(default_factory=dict)
     bank_address: str | None = None  # host:port of a real bank, if the test runs one
+
+    @property
+    def _networks(self) -> dict[str, list[str]]:
+        return LAB_NETWORKS
+
+    @property
+    def disconnected(self) -> set[str]:
+        """The containers cut off from at least one network."""
+        return {id for id, nets in self.cut.items() if nets}
 
     def published(self, service: str, port: int) -> str:
         if service == "bank" and self.bank_address:
@@ -62,15 +85,16 @@ class FakeStack(Stack):
     def containers(self, service: str | None = None) -> list[Container]:
         return [replace(c) for c in self.fake if service in (None, c.service)]
 
-    def is_connected(self, container: Container) -> bool:
-        return container.id not in self.disconnected
-
     def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
         if cmd[:2] == ["docker", "compose"]:
             if "ps" in cmd:  # `compose ps` for published ports: none, status must cope
                 return subprocess.CompletedProcess(cmd, 0, "", "")
             self.ran.append(cmd)
             return subprocess.CompletedProcess(cmd, 0, "", "")
+        if cmd[1] == "inspect":  # a read: the container's networks, as Docker answers it
+            [c] = [c for c in self.fake if c.id == cmd[-1]]
+            nets = set(LAB_NETWORKS[c.service]) - self.cut.get(c.id, set())
+            return subprocess.CompletedProcess(cmd, 0, json.dumps({n: {} for n in nets}), "")
         self.ran.append(cmd)
         verb, ids = cmd[1], set(cmd[2:])
         changes = {
@@ -82,11 +106,11 @@ class FakeStack(Stack):
         if verb in changes:
             self.fake = [replace(c, **changes[verb]) if c.id in ids else c for c in self.fake]  # type: ignore[arg-type]
         elif verb == "network":
-            action, target = cmd[2], cmd[-1]
+            action, network, target = cmd[2], cmd[-2], cmd[-1]
             if action == "disconnect":
-                self.disconnected.add(target)
+                self.cut.setdefault(target, set()).add(network)
             else:
-                self.disconnected.discard(target)
+                self.cut.get(target, set()).discard(network)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     @property
@@ -212,7 +236,7 @@ def test_a_paused_service_is_not_paused_again(capsys: pytest.CaptureFixture[str]
 def test_a_disconnected_service_is_not_disconnected_again(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fake = FakeStack(disconnected={container("bank").id})
+    fake = FakeStack(cut={container("bank").id: {"crashlab_bank"}})
     assert main_with(fake, ["disconnect", "bank"]) == cli.EXIT_BAD_INPUT
     assert "already disconnected" in capsys.readouterr().err
     assert fake.levers_pulled == []
@@ -320,7 +344,7 @@ def test_hold_leaves_the_lever_pulled(capsys: pytest.CaptureFixture[str]) -> Non
         "connect",
         "--alias",
         "bank",
-        "crashlab_default",
+        "crashlab_bank",
         "bank00000001",
     ]
     assert not fake.disconnected
@@ -389,6 +413,130 @@ def test_fault_sets_and_clears_the_banks_switch(
     assert fake.levers_pulled == []  # no docker lever: the bank's own API
 
 
+@pytest.fixture
+def token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where `make up` keeps the token, moved out of the checkout; no LAB_TOKEN set."""
+    path = tmp_path / "build" / "bank-control-token"
+    monkeypatch.setattr(stack_module, "TOKEN_FILE", path)
+    monkeypatch.delenv("LAB_TOKEN", raising=False)
+    monkeypatch.delenv("LAB_BIND_ADDRESS", raising=False)
+    monkeypatch.delenv("BANK_CONTROL_TOKEN", raising=False)
+    return path
+
+
+@pytest.mark.parametrize("bank_token", ["s3cret-token"])
+def test_the_fault_levers_send_the_saved_control_token(
+    bank_server_url: str, token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeStack(bank_address=bank_server_url.removeprefix("http://"))
+    token_file.parent.mkdir()
+    token_file.write_text("s3cret-token\n")
+
+    assert main_with(fake, ["fault", "withdraw", "error"]) == cli.EXIT_OK
+    assert httpx.get(f"{bank_server_url}/faults", timeout=5).json()["withdraw"]["mode"] == "error"
+    assert main_with(fake, ["fault", "clear"]) == cli.EXIT_OK
+    assert httpx.get(f"{bank_server_url}/faults", timeout=5).json()["withdraw"] is None
+
+
+@pytest.mark.parametrize("bank_token", ["s3cret-token"])
+def test_without_the_token_the_lever_says_where_it_comes_from_and_changes_nothing(
+    bank_server_url: str,
+    token_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeStack(bank_address=bank_server_url.removeprefix("http://"))
+    for token in (None, "a-wrong-one"):
+        if token:
+            monkeypatch.setenv("LAB_TOKEN", token)
+        assert main_with(fake, ["fault", "deposit", "down"]) == cli.EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert "401 unauthorized" in err
+        assert "Nothing was changed" in err
+        assert "build/bank-control-token" in err
+        assert httpx.get(f"{bank_server_url}/faults", timeout=5).json()["deposit"] is None
+
+
+def test_make_up_gives_a_local_lab_no_token(token_file: Path) -> None:
+    assert stack_module.control_token_for_up({"LAB_BIND_ADDRESS": "127.0.0.1"}) is None
+    assert stack_module.control_token_for_up({}) is None
+    assert stack_module.control_token_for_up({"LAB_BIND_ADDRESS": "localhost"}) is None
+    assert not token_file.exists()
+
+
+def test_make_up_makes_an_exposed_labs_token_once_and_keeps_it_private(
+    token_file: Path,
+) -> None:
+    first = stack_module.control_token_for_up({"LAB_BIND_ADDRESS": "0.0.0.0"})
+    assert first and len(first) >= 32
+    assert token_file.read_text().strip() == first
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    # Later runs reuse it, so the link printed earlier keeps working.
+    assert stack_module.control_token_for_up({"LAB_BIND_ADDRESS": "10.0.0.5"}) == first
+    # The user's own LAB_TOKEN wins, and is what the levers send from then on.
+    env = {"LAB_BIND_ADDRESS": "0.0.0.0", "LAB_TOKEN": "mine"}
+    assert stack_module.control_token_for_up(env) == "mine"
+    assert stack_module.saved_token({}) == "mine"
+    assert FakeStack().token == "mine"
+
+
+def test_token_prints_the_saved_token_or_says_there_is_none(
+    token_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main_with(FakeStack(), ["token"]) == cli.EXIT_OK
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "No control token is in use" in err
+
+    monkeypatch.setenv("LAB_BIND_ADDRESS", "0.0.0.0")
+    assert main_with(FakeStack(), ["token", "--for-up"]) == cli.EXIT_OK
+    made = capsys.readouterr().out.strip()
+    assert made == token_file.read_text().strip()
+    assert main_with(FakeStack(), ["token"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.strip() == made
+
+    monkeypatch.setenv("BANK_CONTROL_TOKEN", made)
+    assert main_with(FakeStack(bank_address="127.0.0.1:8081"), ["token", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert f":8081/#token={made}" in out
+    assert "build/bank-control-token" in out or str(token_file) in out
+
+
+@pytest.mark.parametrize(
+    ("service", "cut"),
+    [
+        ("bank", ["crashlab_bank"]),  # keeps crashlab_control: the host still sees it
+        ("temporal", ["crashlab_temporal"]),
+        ("worker", ["crashlab_bank", "crashlab_temporal"]),
+    ],
+)
+def test_disconnect_cuts_every_network_shared_with_another_service(
+    service: str, cut: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeStack()
+    [target] = fake.containers(service)
+    assert main_with(fake, ["disconnect", service, "--hold"]) == cli.EXIT_OK
+    assert fake.levers_pulled == [["docker", "network", "disconnect", n, target.id] for n in cut]
+    out = capsys.readouterr().out
+    assert " and ".join(cut) in out
+    assert not fake.is_connected(target)
+
+    assert main_with(fake, ["reconnect", service]) == cli.EXIT_OK
+    assert fake.levers_pulled[len(cut) :] == [
+        ["docker", "network", "connect", "--alias", service, n, target.id] for n in cut
+    ]
+    assert fake.is_connected(target)
+
+
+def test_a_disconnected_bank_is_still_seen_from_this_machine(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main_with(FakeStack(), ["disconnect", "bank", "--hold"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "This machine still can" in out
+    assert "The worker and the starter cannot reach it" in out
+
+
 def test_check_exits_1_when_a_transfer_was_left_half_done(
     bank_server_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -435,7 +583,7 @@ def state(service: str, state: str = "running", connected: bool | None = True) -
         (state("worker"), True, "polling"),
         (state("worker", "exited"), False, "killed (exit 137)"),
         (state("worker", "paused"), False, "paused"),
-        (state("worker", connected=False), False, "disconnected from the lab network"),
+        (state("worker", connected=False), False, "disconnected from the lab's networks"),
     ],
 )
 def test_a_lab_workers_poller_is_live_only_while_its_container_can_poll(

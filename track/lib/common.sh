@@ -17,11 +17,16 @@ labcheck() { python3 "$LAB_DIR/track/lib/labcheck.py" "$@"; }
 # The one-shot starter, as `make transfer` runs it.
 starter() { dc run --rm --no-deps -T starter "$@"; }
 
-# bank METHOD PATH [JSON]: one call to the bank's HTTP API.
+# bank METHOD PATH [JSON]: one call to the bank's HTTP API. The hosted lab is published
+# on 0.0.0.0, so its fault switch needs the control token `make up` saved (or LAB_TOKEN).
 bank() {
-  local url
+  local url token=${LAB_TOKEN:-}
   url=$(labcheck bank-url)
-  curl -fsS -X "$1" "$url$2" -H 'content-type: application/json' ${3:+-d "$3"} >/dev/null
+  if [[ -z $token && -f $LAB_DIR/build/bank-control-token ]]; then
+    token=$(<"$LAB_DIR/build/bank-control-token")
+  fi
+  curl -fsS -X "$1" "$url$2" -H 'content-type: application/json' \
+    ${token:+-H "Authorization: Bearer $token"} ${3:+-d "$3"} >/dev/null
 }
 
 # wait_healthy SERVICE [SECONDS]: until the service's containers pass their healthcheck.

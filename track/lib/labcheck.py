@@ -119,6 +119,11 @@ def require_lab_up() -> None:
         fail(f"Temporal is not running. Start it: {DC} start temporal (or make up)")
 
 
+# The bank's port that Compose publishes: its control API (8000, the teller API, is for
+# the lab's containers only and is not published).
+BANK_CONTROL_PORT = 8001
+
+
 def published(service: str, port: int) -> str:
     """host:port where this machine reaches a service's port."""
     try:
@@ -152,7 +157,7 @@ def describe(workflow_id: str) -> dict[str, Any]:
 
 
 def ledger() -> list[dict[str, Any]]:
-    url = f"http://{published('bank', 8000)}/ledger?limit=10000"
+    url = f"http://{published('bank', BANK_CONTROL_PORT)}/ledger?limit=10000"
     try:
         with urllib.request.urlopen(url, timeout=10) as answer:
             return list(json.load(answer)["movements"])
@@ -548,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "temporal-address":
             print(published("temporal", 7233))
         elif args.command == "bank-url":
-            print(f"http://{published('bank', 8000)}")
+            print(f"http://{published('bank', BANK_CONTROL_PORT)}")
         elif args.command == "worker-source":
             print(worker_source())
         elif args.command == "wait-activity":
