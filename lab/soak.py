@@ -835,7 +835,10 @@ class Connections:
                     url = await lever(lambda: self.stack.bank_url)
                 except StackError as err:
                     raise Unreachable(str(err)) from err
-                self._bank, self._bank_url = BankClient(url, timeout=self.BANK_TIMEOUT), url
+                self._bank, self._bank_url = (
+                    BankClient(url, timeout=self.BANK_TIMEOUT, token=self.stack.token),
+                    url,
+                )
             return self._bank
 
     async def temporal_failed(self, *, now: bool = False) -> None:
@@ -861,7 +864,7 @@ class Connections:
         async with self._bank_lock:
             if url != self._bank_url:
                 old, self._bank_url = self._bank, url
-                self._bank = BankClient(url, timeout=self.BANK_TIMEOUT)
+                self._bank = BankClient(url, timeout=self.BANK_TIMEOUT, token=self.stack.token)
                 if old is not None:
                     await old.aclose()
 

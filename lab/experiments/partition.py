@@ -217,7 +217,8 @@ async def _pause_temporal(
 async def _disconnect_bank(stack: Stack, n: Narrator, seconds_down: float) -> None:
     n.step(
         f"Cut the bank off the network for {seconds_down:g} s "
-        "(`docker network disconnect`): neither the worker nor you can reach it."
+        "(`docker network disconnect`): the worker cannot reach it; you still can (its page, "
+        "`make status`), over its control network."
     )
     await lever(stack.disconnect, "bank")
     try:
