@@ -83,7 +83,9 @@ class MoneyTransfer:
                 raise _failed(
                     f"Withdrawal from {details.source_account}", withdraw_err, "Nothing was moved."
                 ) from withdraw_err
-            workflow.logger.info("The bank did the withdrawal after all: its answer was lost.")
+            workflow.logger.info(
+                f"The bank did {settled.idempotency_key} after all: its answer was lost."
+            )
             withdrawn = settled
 
         try:
@@ -103,7 +105,9 @@ class MoneyTransfer:
                     deposit_err,
                     f"${details.amount} was refunded to {details.source_account}.",
                 ) from deposit_err
-            workflow.logger.info("The bank did the deposit after all: its answer was lost.")
+            workflow.logger.info(
+                f"The bank did {settled.idempotency_key} after all: its answer was lost."
+            )
             deposited = settled
 
         return TransferResult(
