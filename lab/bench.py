@@ -202,11 +202,22 @@ class Bench:
                     )
                     p50 = self.figure(f"latency p50 at concurrency {level}, {design}", "s")
                     p99 = self.figure(f"latency p99 at concurrency {level}, {design}", "s")
+                    cpu_before = self.cpu_seconds(baseline)
                     for _ in range(self.runs):
                         per_second, latencies = await self._transfers(client, queue, count, level)
                         rate.samples.append(per_second)
                         p50.samples.append(percentile(latencies, 50))
                         p99.samples.append(percentile(latencies, 99))
+                    if level == max(LEVELS):
+                        # Where the time goes: each container's CPU per transfer, which
+                        # on a machine with two cores is what caps the throughput.
+                        cpu_after = self.cpu_seconds(baseline)
+                        transfers = count * self.runs
+                        self.extra[f"CPU per transfer at concurrency {level}, {design} (ms)"] = {
+                            name: round((cpu_after[name] - cpu_before[name]) / transfers * 1000, 1)
+                            for name in cpu_after
+                            if cpu_after[name] > cpu_before.get(name, cpu_after[name])
+                        }
                     say(
                         f"  concurrency {level:>2}, {design}: "
                         f"{statistics.median(rate.samples):.1f} transfers/s"
@@ -256,9 +267,29 @@ class Bench:
         usage["whole lab"] = round(sum(usage.values()), 1)
         return usage
 
+    def cpu_seconds(self, *extra_containers: str) -> dict[str, float]:
+        """CPU time each of the lab's containers has used so far, in seconds (cgroup v1 or v2)."""
+        ids = [*self.stack.compose("ps", "-q").stdout.split(), *extra_containers]
+        used: dict[str, float] = {}
+        for container in ids:
+            name = self.docker("inspect", "--format", "{{.Name}}", container).lstrip("/")
+            out = self.docker("exec", container, "sh", "-c", _CPU_USAGE)
+            unit, value = out.split()
+            # cgroup v1 counts nanoseconds, v2 microseconds.
+            used[name] = int(value) / (1e9 if unit == "ns" else 1e6)
+        return used
+
     def image_sizes(self) -> dict[str, float]:
         out = self.docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "crashlab/*")
         return {line.split()[0]: _mib(line.split()[1]) for line in out.splitlines()}
+
+
+# A container's CPU time so far, from its cgroup: "ns <n>" (cgroup v1) or "us <n>" (v2).
+_CPU_USAGE = (
+    "if [ -r /sys/fs/cgroup/cpuacct/cpuacct.usage ];"
+    " then echo ns $(cat /sys/fs/cgroup/cpuacct/cpuacct.usage);"
+    " else echo us $(sed -n 's/^usage_usec //p' /sys/fs/cgroup/cpu.stat); fi"
+)
 
 
 def _mib(text: str) -> float:

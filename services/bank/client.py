@@ -103,7 +103,14 @@ class BankClient:
         self.timeout = timeout
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, transport=transport, headers=headers
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers=headers,
+            # httpx keeps only 20 idle connections by default: with more calls in
+            # flight (a worker under load runs up to 100 activities at once), every
+            # call beyond that opened and closed a connection of its own.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         )
 
     async def __aenter__(self) -> Self:
