@@ -191,39 +191,50 @@ class Bench:
                 single.samples.append(alone)
                 _, [alone] = await self._transfers(client, "bench-baseline", 1, 1)
                 single_base.samples.append(alone)
+            designs = (
+                ("full stack", MONEY_TRANSFER_TASK_QUEUE_NAME),
+                ("tutorial's design", "bench-baseline"),
+            )
             for level in LEVELS:
                 count = max(40, 4 * level)
-                for design, queue in (
-                    ("full stack", MONEY_TRANSFER_TASK_QUEUE_NAME),
-                    ("tutorial's design", "bench-baseline"),
-                ):
-                    rate = self.figure(
-                        f"throughput at concurrency {level}, {design}", "transfers/s"
+                figures = {
+                    design: (
+                        self.figure(f"throughput at concurrency {level}, {design}", "transfers/s"),
+                        self.figure(f"latency p50 at concurrency {level}, {design}", "s"),
+                        self.figure(f"latency p99 at concurrency {level}, {design}", "s"),
                     )
-                    p50 = self.figure(f"latency p50 at concurrency {level}, {design}", "s")
-                    p99 = self.figure(f"latency p99 at concurrency {level}, {design}", "s")
-                    cpu_before = self.cpu_seconds(baseline)
-                    for _ in range(self.runs):
+                    for design, _ in designs
+                }
+                # Where the time goes: each container's CPU time per transfer, which on a
+                # machine with two cores is what caps the throughput.
+                cpu: dict[str, dict[str, float]] = {design: {} for design, _ in designs}
+                for n in range(self.runs):
+                    # The designs take turns, and which goes first alternates, so that
+                    # a server slowing down as its history grows favours neither.
+                    for design, queue in designs if n % 2 == 0 else designs[::-1]:
+                        rate, p50, p99 = figures[design]
+                        before = self.cpu_seconds(baseline)
                         per_second, latencies = await self._transfers(client, queue, count, level)
+                        after = self.cpu_seconds(baseline)
                         rate.samples.append(per_second)
                         p50.samples.append(percentile(latencies, 50))
                         p99.samples.append(percentile(latencies, 99))
-                    if level == max(LEVELS):
-                        # Where the time goes: each container's CPU per transfer, which
-                        # on a machine with two cores is what caps the throughput.
-                        cpu_after = self.cpu_seconds(baseline)
-                        transfers = count * self.runs
-                        self.extra[f"CPU per transfer at concurrency {level}, {design} (ms)"] = {
-                            name: round((cpu_after[name] - cpu_before[name]) / transfers * 1000, 1)
-                            for name in cpu_after
-                            if cpu_after[name] > cpu_before.get(name, cpu_after[name])
-                        }
+                        for name, seconds in after.items():
+                            used = seconds - before.get(name, seconds)
+                            cpu[design][name] = cpu[design].get(name, 0.0) + used
+                        if level == max(LEVELS) and design == "full stack" and n == 0:
+                            self.extra["memory under load (MiB)"] = self.memory()
+                for design, _ in designs:
                     say(
                         f"  concurrency {level:>2}, {design}: "
-                        f"{statistics.median(rate.samples):.1f} transfers/s"
+                        f"{statistics.median(figures[design][0].samples):.1f} transfers/s"
                     )
-                    if level == max(LEVELS) and design == "full stack":
-                        self.extra["memory under load (MiB)"] = self.memory()
+                    if level == max(LEVELS):
+                        transfers = count * self.runs
+                        self.extra[f"CPU per transfer at concurrency {level}, {design} (ms)"] = {
+                            name: round(used / transfers * 1000, 1)
+                            for name, used in cpu[design].items()
+                        }
         finally:
             self.docker("rm", "--force", baseline)
 
