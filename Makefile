@@ -168,8 +168,8 @@ soak: build ## Chaos soak: 300 transfers under 30 seeded faults, invariants chec
 		$(if $(FAULTS),--faults $(FAULTS)) $(if $(OWN_LAB),--own-lab) $(ARGS)
 
 .PHONY: bench
-bench: build ## Measure start-up, recovery, throughput and memory (a few minutes; not a test)
-	@$(VENV)/bin/python -m lab.bench $(if $(RUNS),--runs $(RUNS))
+bench: build ## Measure start-up, recovery, throughput and memory (a few minutes; not a test; FIRST_BUILD=1 also times a build from nothing)
+	@$(VENV)/bin/python -m lab.bench $(if $(RUNS),--runs $(RUNS)) $(if $(FIRST_BUILD),--first-build)
 
 .PHONY: test
 test: lint build ## Run every test: unit, then the real stack through testcontainers
