@@ -5,7 +5,9 @@ real client timeouts also run it on a real uvicorn.
 """
 
 import asyncio
+import logging
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,35 @@ async def put_fault(http: httpx.AsyncClient, target: str, **fault: Any) -> dict[
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+class _HeldBack(logging.Handler):
+    """Sets ``event`` once the bank logs that the fault switch holds a request back.
+
+    The bank may run in another thread (a real uvicorn), hence call_soon_threadsafe.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(("hanging ", "dropping the response")):
+            self.loop.call_soon_threadsafe(self.event.set)
+
+
+@pytest.fixture
+async def held_back() -> AsyncIterator[asyncio.Event]:
+    logger = logging.getLogger("bank")
+    handler, level = _HeldBack(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.event
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # --- reads ----------------------------------------------------------------------------------------
@@ -480,12 +511,13 @@ async def test_shutdown_answers_held_requests_with_503(
     bank_ledger: Ledger,
     mode: FaultMode,
     moved: int,
+    held_back: asyncio.Event,
 ) -> None:
     await put_fault(bank_http, "withdraw", mode=mode.value)
     held = asyncio.ensure_future(
         bank_http.post(W, json={"amount": 250}, headers=key("t1-withdraw"))
     )
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(held_back.wait(), timeout=5)
     assert not held.done()
 
     release_held_requests(bank_app)
@@ -496,7 +528,7 @@ async def test_shutdown_answers_held_requests_with_503(
 
 
 async def test_hang_on_a_real_server_times_the_client_out_and_blocks_nobody(
-    bank_server_url: str, bank_ledger: Ledger
+    bank_server_url: str, bank_ledger: Ledger, held_back: asyncio.Event
 ) -> None:
     async with httpx.AsyncClient(base_url=bank_server_url, timeout=0.3) as http:
         await put_fault(http, "withdraw", mode="hang")
@@ -506,7 +538,7 @@ async def test_hang_on_a_real_server_times_the_client_out_and_blocks_nobody(
                 await http.post(W, json={"amount": 250}, headers=key("t1-withdraw"))
 
         async def meanwhile() -> int:
-            await asyncio.sleep(0.05)  # while the withdraw hangs
+            await asyncio.wait_for(held_back.wait(), timeout=5)  # while the withdraw hangs
             deposit = await http.post(D, json={"amount": 5}, headers=key("t1-deposit"))
             return deposit.status_code
 
