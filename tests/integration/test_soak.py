@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.invariants import COMPENSATED, COMPLETED, REJECTED
-from lab.soak import FAULT_KINDS, SoakConfig, render, soak, write_json
+from lab.soak import FAULT_KINDS, NORMAL, SoakConfig, render, soak, write_json
 from lab.stack import ROOT, SERVICES
 from lab.testing import Lab
 
@@ -61,12 +61,16 @@ async def test_a_seeded_soak_with_every_kind_of_fault_keeps_every_invariant(
     assert transfers["unexpected_count"] == 0
     kinds = transfers["by_kind"]
     assert set(kinds) == {"normal", "unknown target", "unknown source", "insufficient funds"}
-    assert transfers["by_outcome"] == {
-        COMPLETED: kinds["normal"],
-        COMPENSATED: kinds["unknown target"],
-        REJECTED: kinds["unknown source"] + kinds["insufficient funds"],
-    }
+    # Each transfer ended as its kind demands: a normal one completed, unless it had a
+    # single attempt (then it may honestly have been refused or refunded, never broken);
+    # an unknown target refunded; an unknown source or too much refused.
     assert all(t.outcome in t.spec.expected for t in result.transfers)
+    retried = [t for t in result.transfers if t.spec.kind == NORMAL and t.spec.max_attempts == 0]
+    single = [t for t in result.transfers if t.spec.kind == NORMAL and t.spec.max_attempts == 1]
+    assert retried and single  # the seed gives both, so both paths ran under the faults
+    assert all(t.outcome == COMPLETED for t in retried)
+    assert sum(transfers["by_outcome"].values()) == 40
+    assert set(transfers["by_outcome"]) <= {COMPLETED, COMPENSATED, REJECTED}
 
     faults = data["faults"]
     assert faults["by_kind"] == dict.fromkeys(FAULT_KINDS, 1), report
