@@ -17,6 +17,8 @@ question was answered.
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -133,20 +135,15 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=FULL")
             # A learner poking at the file with the sqlite3 CLI should delay us, not break us.
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                (count,) = self._db.execute("SELECT COUNT(*) FROM accounts").fetchone()
-                if count == 0:
-                    self._db.executemany(
-                        "INSERT INTO accounts (id, balance) VALUES (?, ?)", SEED_ACCOUNTS
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._write():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            (count,) = self._db.execute("SELECT COUNT(*) FROM accounts").fetchone()
+            if count == 0:
+                self._db.executemany(
+                    "INSERT INTO accounts (id, balance) VALUES (?, ?)", SEED_ACCOUNTS
+                )
 
     def close(self) -> None:
         with self._lock:
@@ -179,24 +176,35 @@ class Ledger:
                 "Send a key that is unique to this movement, e.g. '<transfer id>-withdraw'.",
             )
         check_amount(amount)
+        with self._write():
+            return self._apply(operation, account_id, amount, idempotency_key)
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction, committed if the block ends normally, else rolled back.
+
+        IMMEDIATE takes SQLite's write lock at once, so a key check and the update that
+        follows cannot interleave with another writer (e.g. the sqlite3 CLI).
+        """
         with self._lock:
-            # IMMEDIATE takes the write lock now, so the key check and the update
-            # cannot interleave with another writer (e.g. the sqlite3 CLI).
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                movement = self._apply(operation, account_id, amount, idempotency_key)
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return movement
 
-    def _apply(self, operation: Operation, account_id: str, amount: int, key: str) -> Movement:
+    def _movement_of(self, key: str) -> Movement | None:
+        """The movement ``key`` made, if any, as a replay."""
         row = self._db.execute(
             f"SELECT {_MOVEMENT_COLUMNS} FROM movements WHERE idempotency_key = ?", (key,)
         ).fetchone()
-        if row is not None:
-            original = _movement(row, replayed=True)
+        return None if row is None else _movement(row, replayed=True)
+
+    def _apply(self, operation: Operation, account_id: str, amount: int, key: str) -> Movement:
+        original = self._movement_of(key)
+        if original is not None:
             if (original.operation, original.account_id, original.amount) == (
                 operation,
                 account_id,
@@ -266,24 +274,14 @@ class Ledger:
                 ErrorCode.MISSING_IDEMPOTENCY_KEY,
                 "Say which movement to void: send its Idempotency-Key.",
             )
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    f"SELECT {_MOVEMENT_COLUMNS} FROM movements WHERE idempotency_key = ?",
-                    (idempotency_key,),
-                ).fetchone()
-                if row is None:
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO voided_keys (idempotency_key, voided_at)"
-                        " VALUES (?, ?)",
-                        (idempotency_key, _now()),
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return None if row is None else _movement(row, replayed=True)
+        with self._write():
+            movement = self._movement_of(idempotency_key)
+            if movement is None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO voided_keys (idempotency_key, voided_at) VALUES (?, ?)",
+                    (idempotency_key, _now()),
+                )
+        return movement
 
     def _balance(self, account_id: str) -> int:
         row = self._db.execute(
