@@ -52,15 +52,21 @@ def payment(
     )
 
 
+async def start_transfer(
+    client: Client, queue: str, details: PaymentDetails
+) -> WorkflowHandle[MoneyTransfer, TransferResult]:
+    return await client.start_workflow(
+        MoneyTransfer.run,
+        details,
+        id=f"transfer-{details.reference_id}",
+        task_queue=queue,
+        execution_timeout=timedelta(seconds=30),
+    )
+
+
 async def transfer(client: Client, bank: FakeBank, details: PaymentDetails) -> TransferResult:
     async with running_workers(client, bank) as queues:
-        return await client.execute_workflow(
-            MoneyTransfer.run,
-            details,
-            id=f"transfer-{details.reference_id}",
-            task_queue=queues.transfer,
-            execution_timeout=timedelta(seconds=30),
-        )
+        return await (await start_transfer(client, queues.transfer, details)).result()
 
 
 async def failed_transfer(client: Client, bank: FakeBank, details: PaymentDetails) -> str:
@@ -199,13 +205,7 @@ async def test_a_step_whose_answer_is_lost_and_that_never_happened_moves_nothing
     bank = FakeBank(unreachable=True)
     details = payment(max_attempts=1)
     async with running_workers(client, bank) as queues:
-        handle = await client.start_workflow(
-            MoneyTransfer.run,
-            details,
-            id=f"transfer-{details.reference_id}",
-            task_queue=queues.transfer,
-            execution_timeout=timedelta(seconds=30),
-        )
+        handle = await start_transfer(client, queues.transfer, details)
         await _activity_attempts(handle, "settle", at_least=2)
         bank.unreachable = False
         with pytest.raises(WorkflowFailureError) as failure:
@@ -428,13 +428,7 @@ async def test_a_transfer_through_the_real_bank_moves_the_money_once(
 ) -> None:
     details = payment()
     async with running_workers(client, real_bank) as queues:
-        result = await client.execute_workflow(
-            MoneyTransfer.run,
-            details,
-            id=f"transfer-{uuid.uuid4()}",
-            task_queue=queues.transfer,
-            execution_timeout=timedelta(seconds=30),
-        )
+        result = await (await start_transfer(client, queues.transfer, details)).result()
 
     assert await balances(real_bank) == {"85-150": 1750, "43-812": 250}
     ledger = await real_bank.ledger()
@@ -465,13 +459,7 @@ async def test_the_refund_waits_out_a_broken_bank_then_restores_the_money(
     await real_bank.set_fault("deposit", Fault(mode=FaultMode.ERROR))
     details = payment(max_attempts=2)
     async with running_workers(client, real_bank) as queues:
-        handle = await client.start_workflow(
-            MoneyTransfer.run,
-            details,
-            id=f"transfer-{uuid.uuid4()}",
-            task_queue=queues.transfer,
-            execution_timeout=timedelta(seconds=30),
-        )
+        handle = await start_transfer(client, queues.transfer, details)
         await _activity_attempts(handle, "refund", at_least=2)
         await real_bank.clear_faults()
         with pytest.raises(WorkflowFailureError) as failure:
