@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from bank.client import BankClient
+from bank.exposure import is_exposed
 from bank.faults import MAX_LATENCY_MS, FaultSpecError, validate
 from bank.models import Fault, FaultMode, FaultState
 from lab import status as views
@@ -42,7 +43,6 @@ from lab.stack import (
     Stack,
     StackError,
     control_token_for_up,
-    is_exposed,
 )
 
 EXIT_OK = 0

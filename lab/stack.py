@@ -11,7 +11,6 @@ It also keeps the lab's control token: the one an exposed lab's fault switch nee
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import os
 import random
@@ -26,6 +25,7 @@ import httpx
 from temporalio.client import Client
 
 from bank.client import BankClient
+from bank.exposure import is_exposed
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
@@ -41,17 +41,6 @@ TEMPORAL_UI_PORT = 8233
 BANK_PORT = 8001
 # Where `make up` keeps the control token of an exposed lab, for later commands.
 TOKEN_FILE = ROOT / "build" / "bank-control-token"
-
-
-def is_exposed(bind_address: str | None) -> bool:
-    """True when LAB_BIND_ADDRESS publishes the lab beyond this machine."""
-    address = (bind_address or "").strip().strip("[]") or "127.0.0.1"
-    if address.lower() == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return True  # a host name: whoever resolves it can reach the lab
 
 
 def saved_token(environ: Mapping[str, str] | None = None) -> str | None:

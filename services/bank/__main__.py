@@ -16,7 +16,6 @@ publishes the port: beyond loopback and without a token, the switch stays locked
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import secrets
 import signal
@@ -28,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from bank.api import DEFAULT_DB, TOKEN_SOURCE, Listener, create_app, release_held_requests
+from bank.exposure import is_exposed
 from bank.faults import FaultSwitch
 from bank.ledger import Ledger
 
@@ -95,17 +95,6 @@ LOCKED_SOURCE = (
 )
 
 
-def is_loopback(address: str) -> bool:
-    """True for an address only this machine reaches: 127.0.0.1, ::1, localhost."""
-    address = address.strip().strip("[]")
-    if address.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 def control_token(env: dict[str, str]) -> tuple[str | None, str]:
     """The token the fault switch's writes need, and what a 401 says about it.
 
@@ -117,7 +106,7 @@ def control_token(env: dict[str, str]) -> tuple[str | None, str]:
     if token:
         return token, TOKEN_SOURCE
     address = env.get("LAB_BIND_ADDRESS", "").strip() or "127.0.0.1"
-    if is_loopback(address):
+    if not is_exposed(address):
         return None, TOKEN_SOURCE
     return secrets.token_urlsafe(32), LOCKED_SOURCE.format(address=address)
 
