@@ -75,7 +75,6 @@ from worker.shared import (
     MONEY_TRANSFER_TASK_QUEUE_NAME,
     MONEY_TRANSFER_WORKFLOW,
     PaymentDetails,
-    TransferResult,
 )
 
 Say = Callable[[str], None]
@@ -1157,7 +1156,7 @@ class Soak:
         while True:
             try:
                 client = await self.conns.client()
-                handle = client.get_workflow_handle(workflow_id, result_type=TransferResult)
+                handle = client.get_workflow_handle(workflow_id, result_type=str)
                 await asyncio.wait_for(handle.result(rpc_timeout=timedelta(seconds=20)), 20)
                 record.status = "completed"
             except WorkflowFailureError as err:

@@ -39,13 +39,12 @@ from worker.shared import (
     MONEY_TRANSFER_TASK_QUEUE_NAME,
     MONEY_TRANSFER_WORKFLOW,
     PaymentDetails,
-    TransferResult,
     idempotency_key,
 )
 
 T = TypeVar("T")
 Say = Callable[[str], None]
-TransferHandle = WorkflowHandle[Any, TransferResult]
+TransferHandle = WorkflowHandle[Any, str]
 
 # Where the worker container finds its code (compose/compose.yaml bind-mounts it).
 WORKER_MOUNT = "/app/worker"
@@ -280,7 +279,7 @@ async def start_transfer(
         details,
         id=transfer_id(details.reference_id),
         task_queue=task_queue,
-        result_type=TransferResult,
+        result_type=str,
         id_reuse_policy=id_reuse_policy,
     )
 

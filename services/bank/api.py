@@ -42,8 +42,17 @@ from starlette.routing import Match, Route
 
 from bank.errors import HTTP_STATUS, ErrorCode
 from bank.faults import MAX_LATENCY_MS, Action, FaultSpecError, FaultSwitch, FaultTarget, operations
-from bank.ledger import DEFAULT_PAGE, MAX_AMOUNT, MAX_PAGE, Ledger, LedgerError, describe
-from bank.models import Account, Fault, FaultMode, FaultState, Movement, Operation, Settlement
+from bank.ledger import DEFAULT_PAGE, MAX_PAGE, Ledger, LedgerError, describe
+from bank.models import (
+    MAX_AMOUNT,
+    Account,
+    Fault,
+    FaultMode,
+    FaultState,
+    Movement,
+    Operation,
+    Settlement,
+)
 
 log = logging.getLogger("bank")
 

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from bank.errors import ErrorCode
-from bank.models import Account, Movement, Operation
+from bank.models import Account, Movement, Operation, amount_problem
 
 # The accounts a fresh ledger starts with: the tutorial's two accounts, and
 # eight spares for load tests. Only used when the accounts table is empty.
@@ -35,9 +35,6 @@ SEED_ACCOUNTS: tuple[tuple[str, int], ...] = (
     *((f"10-{n:03d}", 1000) for n in range(1, 9)),
 )
 
-# Big enough for any lab scenario, small enough that no balance can overflow
-# SQLite's 64-bit integers (a fuzzer will try).
-MAX_AMOUNT = 1_000_000_000_000
 MAX_BALANCE = 2**62
 
 # The largest seq SQLite can store (its INTEGER is 64-bit signed).
@@ -89,13 +86,10 @@ def describe(operation: Operation, account_id: str, amount: int) -> str:
 
 def check_amount(amount: object) -> int:
     """Return ``amount`` if it is a valid number of dollars, else raise INVALID_AMOUNT."""
-    # bool is a subclass of int, but `true` dollars is a mistake, not 1 dollar.
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
-        raise LedgerError(
-            ErrorCode.INVALID_AMOUNT,
-            "amount must be a whole number of dollars greater than 0 "
-            f"(at most {MAX_AMOUNT}), got {amount!r}",
-        )
+    problem = amount_problem(amount)
+    if problem is not None:
+        raise LedgerError(ErrorCode.INVALID_AMOUNT, problem)
+    assert isinstance(amount, int)
     return amount
 
 

@@ -7,6 +7,26 @@ client returns them, so a field added here reaches both at once.
 from dataclasses import dataclass
 from enum import StrEnum
 
+# Big enough for any lab scenario, small enough that no balance can overflow
+# SQLite's 64-bit integers (a fuzzer will try).
+MAX_AMOUNT = 1_000_000_000_000
+
+
+def amount_problem(amount: object) -> str | None:
+    """What is wrong with ``amount`` as a number of dollars, or None when it is fine.
+
+    The one rule for amounts: the bank's API and ledger, the workflow and the
+    starter all ask here.
+    """
+    # bool is a subclass of int, but `true` dollars is a mistake, not 1 dollar; 250.0
+    # and "250" are mistakes too, to report rather than to coerce.
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+        return (
+            "amount must be a whole number of dollars greater than 0 "
+            f"(at most {MAX_AMOUNT}), got {amount!r}"
+        )
+    return None
+
 
 class Operation(StrEnum):
     """A money-moving operation: the unit a fault can target."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import sys
@@ -23,7 +24,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import RawValue, WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -31,10 +32,11 @@ from temporalio.exceptions import (
     WorkflowAlreadyStartedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
 
 from bank.client import BankClient, BankError
 from bank.errors import ErrorCode
-from bank.models import Account
+from bank.models import MAX_AMOUNT, Account, amount_problem
 from worker.config import (
     BankSettings,
     ConfigError,
@@ -45,16 +47,18 @@ from worker.config import (
     quiet_runtime,
     workflow_ui_link,
 )
+from worker.print_numbers import PrintNumbersWorkflow, print_number
 from worker.shared import (
     MONEY_TRANSFER_TASK_QUEUE_NAME,
     MONEY_TRANSFER_WORKFLOW,
     PRINT_NUMBERS_TASK_QUEUE_NAME,
     PRINT_NUMBERS_WORKFLOW,
     PRINT_NUMBERS_WORKFLOW_ID,
+    InvalidPayment,
     PaymentDetails,
-    StepResult,
-    TransferResult,
+    parse_payment,
 )
+from worker.tuning import STICKY_QUEUE_TIMEOUT
 
 T = TypeVar("T")
 
@@ -96,11 +100,13 @@ def say(message: str) -> None:
 
 
 def dollars(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text.strip()) or int(text) <= 0:
+    amount = int(text) if re.fullmatch(r"[0-9]+", text.strip()) else None
+    if amount is None or amount_problem(amount) is not None:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an amount: give a positive whole number of dollars, such as 250"
+            f"{text!r} is not an amount: give a whole number of dollars greater than 0 "
+            f"(at most {MAX_AMOUNT}), such as 250"
         )
-    return int(text)
+    return amount
 
 
 def attempts(text: str) -> int:
@@ -218,11 +224,12 @@ async def run(
             if args.command == "balances":
                 return await balances(bank, bank_settings.url)
             if args.command == "transfer":
+                details = payment_details(args)
                 await check_accounts(bank, bank_settings.url, args.source, args.target)
             if client is None:
                 client = await connect_temporal(env)
             if args.command == "transfer":
-                return await transfer(client, args, env)
+                return await transfer(client, details, args, env)
             return await print_numbers(client, args, env)
     except Failed as err:
         say(str(err))
@@ -245,9 +252,23 @@ async def balances(bank: AccountBook, bank_url: str) -> int:
     return EXIT_OK
 
 
+def payment_details(args: argparse.Namespace) -> PaymentDetails:
+    """The workflow's input, checked by the workflow's own rules before anything starts."""
+    try:
+        return parse_payment(
+            PaymentDetails(
+                source_account=args.source,
+                target_account=args.target,
+                amount=args.amount,
+                reference_id=args.reference_id or str(uuid.uuid4()),
+                max_attempts=args.attempts,
+            )
+        )
+    except InvalidPayment as err:
+        raise Failed(f"Nothing started: {err}") from err
+
+
 async def check_accounts(bank: AccountBook, bank_url: str, source: str, target: str) -> None:
-    if source == target:
-        raise Failed(f"--from and --to are the same account ({source}): nothing would move.")
     for account_id in (source, target):
         try:
             await _ask_bank(bank.account(account_id), bank_url)
@@ -284,16 +305,11 @@ async def connect_temporal(env: Mapping[str, str]) -> Client:
         ) from err
 
 
-async def transfer(client: Client, args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    reference_id = args.reference_id or str(uuid.uuid4())
+async def transfer(
+    client: Client, details: PaymentDetails, args: argparse.Namespace, env: Mapping[str, str]
+) -> int:
+    reference_id = details.reference_id
     workflow_id = args.workflow_id or f"transfer-{reference_id}"
-    details = PaymentDetails(
-        source_account=args.source,
-        target_account=args.target,
-        amount=args.amount,
-        reference_id=reference_id,
-        max_attempts=args.attempts,
-    )
     # A transfer's workflow id (from its reference id) is never run twice: a
     # second run would replay the first one's bank keys, and after a refunded
     # failure that would deposit money that was never withdrawn.
@@ -303,7 +319,7 @@ async def transfer(client: Client, args: argparse.Namespace, env: Mapping[str, s
         [details],
         workflow_id,
         args.task_queue,
-        TransferResult,
+        RawValue,
         run_again_when_closed=False,
     )
     if status == WorkflowExecutionStatus.RUNNING:
@@ -326,7 +342,7 @@ async def transfer(client: Client, args: argparse.Namespace, env: Mapping[str, s
         return EXIT_OK
     say(f"Waiting for it to finish... (UI: {workflow_ui_link(client.namespace, workflow_id, env)})")
     try:
-        result: TransferResult = await _wait(client, handle, args.task_queue)
+        result: RawValue = await _wait(client, handle, args.task_queue)
     except WorkflowFailureError as err:
         say(f"Transfer failed: {describe_failure(err)}")
         return EXIT_WORKFLOW_FAILED
@@ -338,35 +354,48 @@ async def transfer(client: Client, args: argparse.Namespace, env: Mapping[str, s
         )
         say(f"Stopped waiting; the transfer goes on. To wait for it again: {again}")
         raise
-    print("Transfer complete.")
-    print(f"Withdraw: {_step_summary(result, result.withdraw)}")
-    print(f"Deposit: {_step_summary(result, result.deposit)}")
+    show_result(client, result, "The transfer")
     return EXIT_OK
 
 
 async def print_numbers(client: Client, args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Module 1 as the workshop runs it: the worker and the starter in this one process.
+
+    No other worker polls the queue (the lab's worker container does not), so the
+    numbers print here. Kill this process half-way and run it again: it
+    re-attaches to the workflow, which goes on at the next number.
+    """
     workflow_args = [] if args.pause is None else [args.pause]
-    handle, status = await _start_or_attach(
+    worker = Worker(
         client,
-        PRINT_NUMBERS_WORKFLOW,
-        workflow_args,
-        args.workflow_id,
-        args.task_queue,
-        str,
-        run_again_when_closed=True,  # the exercise is run again and again
+        task_queue=args.task_queue,
+        workflows=[PrintNumbersWorkflow],
+        activities=[print_number],
+        # Killed half-way, the next run of this command gets the workflow in 1 s, not 10.
+        sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
     )
-    verb = "Started" if status is None else "Re-attached to the running"
-    say(f"{verb} workflow {args.workflow_id}: the worker prints 1 to 10. Waiting...")
-    say(f"(UI: {workflow_ui_link(client.namespace, args.workflow_id, env)})")
-    try:
-        result: str = await _wait(client, handle, args.task_queue)
-    except WorkflowFailureError as err:
-        say(f"Workflow failed: {describe_failure(err)}")
-        return EXIT_WORKFLOW_FAILED
-    except asyncio.CancelledError:  # Ctrl+C
-        say("Stopped waiting; the workflow goes on. Run the same command to wait for it again.")
-        raise
-    print(result)
+    async with worker:
+        handle, status = await _start_or_attach(
+            client,
+            PRINT_NUMBERS_WORKFLOW,
+            workflow_args,
+            args.workflow_id,
+            args.task_queue,
+            RawValue,
+            run_again_when_closed=True,  # the exercise is run again and again
+        )
+        verb = "Started" if status is None else "Re-attached to the running"
+        say(f"{verb} workflow {args.workflow_id}: this process prints 1 to 10. Waiting...")
+        say(f"(UI: {workflow_ui_link(client.namespace, args.workflow_id, env)})")
+        try:
+            result: RawValue = await _wait(client, handle, args.task_queue)
+        except WorkflowFailureError as err:
+            say(f"Workflow failed: {describe_failure(err)}")
+            return EXIT_WORKFLOW_FAILED
+        except asyncio.CancelledError:  # Ctrl+C
+            say("Stopped. The workflow waits in Temporal: run the same command to carry on.")
+            raise
+    show_result(client, result, "The workflow")
     return EXIT_OK
 
 
@@ -462,20 +491,39 @@ async def _warn_while_no_worker(client: Client, task_queue: str) -> None:
         await asyncio.sleep(NO_WORKER_CHECK_EVERY)
 
 
-def _step_summary(result: TransferResult, step: StepResult) -> dict[str, Any]:
-    """The tutorial's printout of one step, built from what the bank confirmed."""
-    return {
-        "amount": step.amount,
-        "receiver": result.deposit.account_id,
-        "reference_id": result.reference_id,
-        "sender": result.withdraw.account_id,
-    }
+def show_result(client: Client, result: RawValue, what: str) -> None:
+    """Print a workflow's result on stdout: the text as it is, anything else explained.
+
+    The lab's workflows return text, and so do the tutorial's, but the worker that
+    ran this one may run other code (an older lab's, someone's own).
+    """
+    try:
+        value = client.data_converter.payload_converter.from_payload(result.payload)
+    except Exception as err:  # an encoding this client has no converter for
+        encoding = result.payload.metadata.get("encoding", b"unknown").decode(errors="replace")
+        say(
+            f"{what} completed, but its result ({encoding}) cannot be read here: {err}. "
+            "The Temporal UI shows it under Input and Results."
+        )
+        return
+    if isinstance(value, str):
+        print(value)
+        return
+    say(
+        f"{what} completed, but its result is not the text this lab's workflows return: "
+        "the worker that ran it runs other code. Here it is as it came:"
+    )
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 def describe_failure(err: WorkflowFailureError) -> str:
     """One line from the failure's cause chain, for people."""
     cause = err.cause
-    if isinstance(cause, ApplicationError) and cause.type in ("TransferFailed", "RefundFailed"):
+    if isinstance(cause, ApplicationError) and cause.type in (
+        "InvalidTransfer",
+        "TransferFailed",
+        "RefundFailed",
+    ):
         return cause.message  # the workflow already wrote the whole story
     messages: list[str] = []
     current: BaseException | None = cause

@@ -13,10 +13,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
@@ -36,8 +34,7 @@ from worker.config import (
     quiet_runtime,
     ready_file,
 )
-from worker.print_numbers import PrintNumbersWorkflow, print_number
-from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME
+from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME
 from worker.tuning import RECOVERY, RECOVERY_MODES, STICKY_QUEUE_TIMEOUT
 from worker.workflows import BANK_CALL_TIMEOUT, MoneyTransfer
 
@@ -48,45 +45,28 @@ CONNECT_WAIT = 120.0  # seconds
 
 
 def build_workers(
-    client: Client,
-    bank: Bank,
-    *,
-    transfer_task_queue: str = MONEY_TRANSFER_TASK_QUEUE_NAME,
-    print_task_queue: str = PRINT_NUMBERS_TASK_QUEUE_NAME,
+    client: Client, bank: Bank, *, transfer_task_queue: str = MONEY_TRANSFER_TASK_QUEUE_NAME
 ) -> list[Worker]:
-    """One Worker per task queue: each queue gets exactly its own workflows and activities."""
+    """The Workers this process runs: MoneyTransfer and its activities.
+
+    Module 1's print-numbers workflow is not among them: its worker is the
+    learner's own process (`uv run run_workflow.py`, or `make print-numbers`),
+    which must be the only one on its queue for the numbers to print there.
+    """
     banking = BankingActivities(bank)
     return [
-        _worker(
+        Worker(
             client,
-            transfer_task_queue,
+            task_queue=transfer_task_queue,
             workflows=[MoneyTransfer],
             activities=[banking.withdraw, banking.deposit, banking.refund, banking.settle],
-        ),
-        _worker(
-            client, print_task_queue, workflows=[PrintNumbersWorkflow], activities=[print_number]
-        ),
+            # See worker/tuning.py: 1 s instead of the SDK's 10 s after a kill.
+            sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
+            # On SIGTERM or Ctrl+C, in-flight activities get this long to finish
+            # before they are cancelled (Temporal then retries them).
+            graceful_shutdown_timeout=timedelta(seconds=5),
+        )
     ]
-
-
-def _worker(
-    client: Client,
-    task_queue: str,
-    *,
-    workflows: Sequence[type],
-    activities: Sequence[Callable[..., Any]],
-) -> Worker:
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=workflows,
-        activities=activities,
-        # See worker/tuning.py: 1 s instead of the SDK's 10 s after a kill.
-        sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT,
-        # On SIGTERM or Ctrl+C, in-flight activities get this long to finish
-        # before they are cancelled (Temporal then retries them).
-        graceful_shutdown_timeout=timedelta(seconds=5),
-    )
 
 
 class _LabFormatter(logging.Formatter):
@@ -185,7 +165,7 @@ async def run_worker(stop: asyncio.Event | None = None) -> int:
     _mark_ready(ready, False)
     # Overridable so the benchmark can run a second worker beside the lab's.
     transfer_queue = os.environ.get("TRANSFER_TASK_QUEUE", MONEY_TRANSFER_TASK_QUEUE_NAME)
-    queues = [transfer_queue, PRINT_NUMBERS_TASK_QUEUE_NAME]
+    queues = [transfer_queue]
     log.info(f"Temporal: {temporal.address}, namespace {temporal.namespace}")
     log.info(f"Task queues: {', '.join(queues)}")
     if bank_settings.url == memory.URL:

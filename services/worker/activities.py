@@ -17,7 +17,6 @@ from temporalio.exceptions import ApplicationError
 from bank.client import BankError
 from bank.errors import PERMANENT, ErrorCode
 from bank.models import Movement
-from worker.print_numbers import print_number as print_number  # module 1's activity
 from worker.shared import PaymentDetails, StepResult, idempotency_key
 
 T = TypeVar("T")

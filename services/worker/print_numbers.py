@@ -1,7 +1,10 @@
 """Module 1: a workflow that prints 1 to 10, one activity per number.
 
-This is the one copy of this code: the lab's worker container runs it, and so
-does exercises/module01/run_workflow.py. It needs nothing but the Temporal SDK.
+This is the one copy of this code: exercises/module01/run_workflow.py runs it,
+and so does `make print-numbers` (the starter), each as the worker and the
+starter in one process, as the workshop does. The lab's worker container does
+not poll its queue, so the numbers print in the terminal that started it. It
+needs nothing but the Temporal SDK.
 
 Kill the process that runs it half-way, start it again, and the workflow goes
 on at the next number: Temporal recorded every finished step in the workflow's

@@ -6,23 +6,22 @@ another one replays that history and carries on from the step it was at.
 """
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
-# Module 1's workflow has a file of its own (it needs only the Temporal SDK); it is
-# importable from here too.
-from worker.print_numbers import PrintNumbersWorkflow as PrintNumbersWorkflow
-
 with workflow.unsafe.imports_passed_through():
     from worker.activities import BankingActivities
     from worker.shared import (
         MONEY_TRANSFER_WORKFLOW,
+        InvalidPayment,
         PaymentDetails,
         StepResult,
-        TransferResult,
         idempotency_key,
+        parse_payment,
+        transfer_summary,
     )
     from worker.tuning import FIRST_RETRY_AFTER, HEARTBEAT_TIMEOUT
 
@@ -65,8 +64,24 @@ RETRY_FOREVER = RetryPolicy(
 @workflow.defn(name=MONEY_TRANSFER_WORKFLOW)
 class MoneyTransfer:
     @workflow.run
-    async def run(self, payment_details: PaymentDetails) -> TransferResult:
-        details = payment_details
+    async def run(self, payment_details: Any = None) -> str:
+        """Withdraw, deposit, and refund if the deposit fails for good.
+
+        The input is the tutorial's PaymentDetails, taken as plain decoded JSON
+        (``Any``): were it typed, the SDK would decode it before this code runs,
+        and an input it cannot decode (a string amount, a missing field, null)
+        would fail the workflow task on every retry, leaving the workflow Running
+        for ever. Checked here, such an input fails the workflow at once, saying
+        what is wrong, before any money moves.
+        """
+        try:
+            details = parse_payment(payment_details)
+        except InvalidPayment as err:
+            raise ApplicationError(
+                f"Invalid transfer: {err} Nothing was moved.",
+                type="InvalidTransfer",
+                non_retryable=True,
+            ) from None
         retry_policy = step_retry_policy(details.max_attempts)
 
         try:
@@ -110,9 +125,9 @@ class MoneyTransfer:
             )
             deposited = settled
 
-        return TransferResult(
-            reference_id=details.reference_id, withdraw=withdrawn, deposit=deposited
-        )
+        # A string, as the tutorial's MoneyTransfer returns: its starter prints it. The
+        # steps' details stay in the history, as the results of withdraw and deposit.
+        return transfer_summary(details, withdrawn, deposited)
 
     async def _settle(self, details: PaymentDetails, step: str) -> StepResult | None:
         """After a step failed: did it move money after all? None means never."""

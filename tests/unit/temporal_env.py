@@ -15,9 +15,10 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from bank.client import BankError
@@ -25,6 +26,7 @@ from bank.errors import HTTP_STATUS, ErrorCode
 from bank.models import Account, Movement, Operation
 from worker.__main__ import build_workers
 from worker.activities import Bank
+from worker.shared import StepResult
 
 _env: WorkflowEnvironment | None = None
 _users = 0
@@ -171,7 +173,6 @@ class FakeBank:
 @dataclass(frozen=True)
 class TaskQueues:
     transfer: str
-    print_numbers: str
 
 
 @contextlib.asynccontextmanager
@@ -179,14 +180,28 @@ async def running_workers(
     client: Client, bank: Bank, *, transfer_queue: str | None = None
 ) -> AsyncIterator[TaskQueues]:
     """The worker's real Workers, on task queues of their own, for one test."""
-    queues = TaskQueues(
-        transfer=transfer_queue or f"transfer-{uuid.uuid4()}",
-        print_numbers=f"print-{uuid.uuid4()}",
-    )
-    workers = build_workers(
-        client, bank, transfer_task_queue=queues.transfer, print_task_queue=queues.print_numbers
-    )
+    queues = TaskQueues(transfer=transfer_queue or f"transfer-{uuid.uuid4()}")
+    workers = build_workers(client, bank, transfer_task_queue=queues.transfer)
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
         yield queues
+
+
+async def step_results(handle: WorkflowHandle[Any, Any]) -> dict[str, StepResult]:
+    """What each completed step of a transfer returned (withdraw, deposit, settle...),
+    read from its history: the workflow's result is only the text for people."""
+    names: dict[int, str] = {}
+    results: dict[str, StepResult] = {}
+    converter = handle._client.data_converter.payload_converter
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            names[event.event_id] = (
+                event.activity_task_scheduled_event_attributes.activity_type.name
+            )
+        elif event.HasField("activity_task_completed_event_attributes"):
+            done = event.activity_task_completed_event_attributes
+            [value] = converter.from_payloads(done.result.payloads)
+            if value is not None:  # settle's "it never happened"
+                results[names[done.scheduled_event_id]] = StepResult(**value)
+    return results

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bank.errors import ErrorCode
-from bank.ledger import MAX_AMOUNT, MAX_PAGE, SEED_ACCOUNTS, Ledger, LedgerError
-from bank.models import Account, Movement, Operation
+from bank.ledger import MAX_PAGE, SEED_ACCOUNTS, Ledger, LedgerError
+from bank.models import MAX_AMOUNT, Account, Movement, Operation
 
 W = Operation.WITHDRAW
 D = Operation.DEPOSIT

@@ -47,12 +47,16 @@ async def assert_not_started(client: Client, workflow_id: str) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--amount", "250.5"], "'250.5' is not an amount: give a positive whole number"),
+        (["--amount", "250.5"], "'250.5' is not an amount: give a whole number of dollars"),
         (["--amount", "-5"], "'-5' is not an amount"),
         (["--amount", "0"], "'0' is not an amount"),
         (["--amount", "abc"], "'abc' is not an amount"),
         (["--attempts", "-1"], "'-1' is not a number of attempts"),
-        (["--to", "85-150"], "--from and --to are the same account (85-150)"),
+        (
+            ["--to", "85-150"],
+            "Nothing started: source_account and target_account are the same account (85-150)",
+        ),
+        (["--attempts", "5000"], "max_attempts must be a whole number from 0"),
         (
             ["--to", "99-999"],
             "Account 99-999 does not exist at the bank. Known accounts: 85-150, 43-812.",
@@ -62,7 +66,17 @@ async def assert_not_started(client: Client, workflow_id: str) -> None:
             "Account 12-345 does not exist at the bank. Known accounts: 85-150, 43-812.",
         ),
     ],
-    ids=["fraction", "negative", "zero", "words", "attempts", "same-account", "to", "from"],
+    ids=[
+        "fraction",
+        "negative",
+        "zero",
+        "words",
+        "attempts",
+        "same-account",
+        "too-many-attempts",
+        "to",
+        "from",
+    ],
 )
 async def test_bad_input_exits_2_with_a_clear_message_and_starts_nothing(
     client: Client, capsys: pytest.CaptureFixture[str], args: list[str], message: str
@@ -218,22 +232,23 @@ async def test_the_starter_re_attaches_to_a_running_transfer_and_warns_without_w
     assert bank.balances == {"85-150": 1750, "43-812": 250}  # the first request's $250, once
 
 
-async def test_print_numbers_prints_the_workflows_result(
+async def test_print_numbers_is_its_own_worker_and_prints_the_numbers(
     client: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with running_workers(client, FakeBank()) as queues:
-        code = await run_starter(
-            [
-                "print-numbers",
-                "--pause",
-                "0.01",
-                "--task-queue",
-                queues.print_numbers,
-                "--workflow-id",
-                f"print-numbers-{uuid.uuid4()}",
-            ],
-            client=client,
-        )
+    # No other worker polls this queue: the starter runs the workflow itself, as
+    # module 1's run_workflow.py does.
+    code = await run_starter(
+        [
+            "print-numbers",
+            "--pause",
+            "0.01",
+            "--task-queue",
+            f"print-{uuid.uuid4()}",
+            "--workflow-id",
+            f"print-numbers-{uuid.uuid4()}",
+        ],
+        client=client,
+    )
 
     assert code == 0
     # The activity prints the numbers in this same process, then the starter the result.

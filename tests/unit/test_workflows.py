@@ -7,12 +7,14 @@ count exactly which calls reached it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,17 +23,25 @@ from temporalio.api.history.v1 import TimerStartedEventAttributes
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Worker
 
 from bank.api import create_app
 from bank.client import BankClient
 from bank.errors import ErrorCode
 from bank.ledger import Ledger
 from bank.models import Fault, FaultMode
-from tests.unit.temporal_env import FakeBank, bank_error, running_workers, shared_temporal
+from tests.unit.temporal_env import (
+    FakeBank,
+    bank_error,
+    running_workers,
+    shared_temporal,
+    step_results,
+)
 from worker.__main__ import _AlreadyLogged, _LabFormatter, _OneRetryLinePer, run_worker
 from worker.activities import BankingActivities, _temporal_error
-from worker.shared import PaymentDetails, StepResult, TransferResult
-from worker.workflows import MoneyTransfer, PrintNumbersWorkflow
+from worker.print_numbers import PrintNumbersWorkflow, print_number
+from worker.shared import PaymentDetails, StepResult, idempotency_key
+from worker.workflows import MoneyTransfer
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +64,7 @@ def payment(
 
 async def start_transfer(
     client: Client, queue: str, details: PaymentDetails
-) -> WorkflowHandle[MoneyTransfer, TransferResult]:
+) -> WorkflowHandle[MoneyTransfer, str]:
     return await client.start_workflow(
         MoneyTransfer.run,
         details,
@@ -64,9 +74,19 @@ async def start_transfer(
     )
 
 
-async def transfer(client: Client, bank: FakeBank, details: PaymentDetails) -> TransferResult:
+async def transfer(client: Client, bank: FakeBank, details: PaymentDetails) -> str:
     async with running_workers(client, bank) as queues:
         return await (await start_transfer(client, queues.transfer, details)).result()
+
+
+async def transfer_steps(
+    client: Client, bank: FakeBank, details: PaymentDetails
+) -> dict[str, StepResult]:
+    """Run a transfer that must complete; what each of its steps returned."""
+    async with running_workers(client, bank) as queues:
+        handle = await start_transfer(client, queues.transfer, details)
+        await handle.result()
+        return await step_results(handle)
 
 
 async def failed_transfer(client: Client, bank: FakeBank, details: PaymentDetails) -> str:
@@ -86,18 +106,27 @@ async def test_transfer_moves_the_money_exactly_once(client: Client) -> None:
     bank = FakeBank()
     details = payment()
 
-    result = await transfer(client, bank, details)
+    async with running_workers(client, bank) as queues:
+        handle = await start_transfer(client, queues.transfer, details)
+        result = await handle.result()
 
     assert bank.balances == {"85-150": 1750, "43-812": 250}
     assert bank.keys() == [f"{details.reference_id}-withdraw", f"{details.reference_id}-deposit"]
-    assert result.reference_id == details.reference_id
-    assert result.withdraw == StepResult(
+    # The tutorial's success text, which its own starter prints as it is.
+    summary = (
+        f"{{'amount': 250, 'receiver': '43-812', 'reference_id': '{details.reference_id}', "
+        "'sender': '85-150'}"
+    )
+    assert result == f"Transfer complete.\nWithdraw: {summary}\nDeposit: {summary}"
+    # The details stay in the history, as what each step returned.
+    steps = await step_results(handle)
+    assert steps["withdraw"] == StepResult(
         transaction_seq=1,
         account_id="85-150",
         amount=250,
         idempotency_key=f"{details.reference_id}-withdraw",
     )
-    assert result.deposit == StepResult(
+    assert steps["deposit"] == StepResult(
         transaction_seq=2,
         account_id="43-812",
         amount=250,
@@ -182,7 +211,7 @@ async def test_a_step_done_but_its_answer_lost_on_the_last_attempt_still_complet
     bank = FakeBank(lost_answers={step: 1})
     details = payment(max_attempts=1)
 
-    result = await transfer(client, bank, details)
+    steps = await transfer_steps(client, bank, details)
 
     assert bank.balances == {"85-150": 1750, "43-812": 250}
     assert list(bank.movements) == [
@@ -193,8 +222,11 @@ async def test_a_step_done_but_its_answer_lost_on_the_last_attempt_still_complet
         ("void", f"{details.reference_id}-{step}")
     ]
     assert bank.voided == set()
-    assert result.withdraw.transaction_seq == 1
-    assert result.deposit.transaction_seq == 2
+    # The lost step is known from settling it; the other step answered itself.
+    other = "deposit" if step == "withdraw" else "withdraw"
+    assert steps["settle"].idempotency_key == f"{details.reference_id}-{step}"
+    assert steps[other].idempotency_key == f"{details.reference_id}-{other}"
+    assert {steps["settle"].transaction_seq, steps[other].transaction_seq} == {1, 2}
 
 
 async def test_a_step_whose_answer_is_lost_and_that_never_happened_moves_nothing(
@@ -354,15 +386,25 @@ async def test_a_quick_bank_call_sends_no_heartbeat() -> None:
 # --- the print-numbers workflow ------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def print_numbers_worker(client: Client) -> AsyncIterator[str]:
+    """A worker for module 1's workflow, as run_workflow.py runs one; yields its queue."""
+    queue = f"print-{uuid.uuid4()}"
+    async with Worker(
+        client, task_queue=queue, workflows=[PrintNumbersWorkflow], activities=[print_number]
+    ):
+        yield queue
+
+
 async def test_print_numbers_prints_one_to_ten_in_order(
     client: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with running_workers(client, FakeBank()) as queues:
+    async with print_numbers_worker(client) as queue:
         handle = await client.start_workflow(
             PrintNumbersWorkflow.run,
             0.01,
             id=f"print-numbers-{uuid.uuid4()}",
-            task_queue=queues.print_numbers,
+            task_queue=queue,
             execution_timeout=timedelta(seconds=30),
         )
         result = await handle.result()
@@ -383,11 +425,11 @@ async def test_print_numbers_prints_one_to_ten_in_order(
 async def test_print_numbers_started_without_arguments_pauses_three_seconds(
     client: Client,
 ) -> None:
-    async with running_workers(client, FakeBank()) as queues:
+    async with print_numbers_worker(client) as queue:
         handle: WorkflowHandle[PrintNumbersWorkflow, str] = await client.start_workflow(
             PrintNumbersWorkflow.run,
             id=f"print-numbers-{uuid.uuid4()}",
-            task_queue=queues.print_numbers,
+            task_queue=queue,
         )
         try:
             timer = await _first_timer(handle)
@@ -428,7 +470,9 @@ async def test_a_transfer_through_the_real_bank_moves_the_money_once(
 ) -> None:
     details = payment()
     async with running_workers(client, real_bank) as queues:
-        result = await (await start_transfer(client, queues.transfer, details)).result()
+        handle = await start_transfer(client, queues.transfer, details)
+        await handle.result()
+        steps = await step_results(handle)
 
     assert await balances(real_bank) == {"85-150": 1750, "43-812": 250}
     ledger = await real_bank.ledger()
@@ -436,7 +480,7 @@ async def test_a_transfer_through_the_real_bank_moves_the_money_once(
         (f"{details.reference_id}-withdraw", "85-150", 250),
         (f"{details.reference_id}-deposit", "43-812", 250),
     ]
-    assert result.deposit.transaction_seq == ledger[1].seq
+    assert steps["deposit"].transaction_seq == ledger[1].seq
 
 
 async def test_a_repeated_withdraw_is_a_replay_at_the_real_bank(real_bank: BankClient) -> None:
@@ -449,6 +493,149 @@ async def test_a_repeated_withdraw_is_a_replay_at_the_real_bank(real_bank: BankC
     assert first == second
     assert len(await real_bank.ledger()) == 1
     assert await balances(real_bank) == {"85-150": 1750, "43-812": 0}
+
+
+# --- input from any client: what the workflow cannot act on ends it at once ------------
+
+VALID_INPUT = {
+    "source_account": "85-150",
+    "target_account": "43-812",
+    "amount": 250,
+    "reference_id": "hostile",
+}
+# How long a refused input may take to end the workflow: one workflow task.
+ENDS_WITHIN = 10  # seconds
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({**VALID_INPUT, "amount": 2.5}, "amount must be a whole number of dollars"),
+        ({**VALID_INPUT, "amount": "250"}, "amount must be a whole number of dollars"),
+        ({**VALID_INPUT, "amount": -250}, "got -250"),
+        ({**VALID_INPUT, "amount": True}, "got True"),
+        (
+            {k: v for k, v in VALID_INPUT.items() if k != "amount"},
+            "amount is missing: the fields are source_account, target_account, amount, "
+            "reference_id and, optionally, max_attempts",
+        ),
+        ({**VALID_INPUT, "amont": 250}, "Unknown field 'amont'"),
+        (None, "The input must be one object with the fields source_account"),
+        ([VALID_INPUT], "got a list"),
+        ("85-150 to 43-812", "got a string"),
+        ({**VALID_INPUT, "max_attempts": -3}, "max_attempts must be a whole number from 0"),
+        ({**VALID_INPUT, "reference_id": ""}, "reference_id must be a non-empty string"),
+        ({**VALID_INPUT, "target_account": "85-150"}, "the same account (85-150)"),
+    ],
+    ids=[
+        "fractional-amount",
+        "amount-as-text",
+        "negative-amount",
+        "amount-true",
+        "missing-field",
+        "unknown-field",
+        "null",
+        "list",
+        "string",
+        "negative-attempts",
+        "empty-reference",
+        "same-accounts",
+    ],
+)
+async def test_an_input_the_workflow_cannot_act_on_fails_it_at_once_and_moves_nothing(
+    client: Client, raw: object, message: str
+) -> None:
+    # Started the way any Temporal client can, with the workflow's name and raw JSON:
+    # the starter's checks are not in the way.
+    bank = FakeBank()
+    async with running_workers(client, bank) as queues:
+        handle: WorkflowHandle[Any, Any] = await client.start_workflow(
+            "MoneyTransfer", raw, id=f"hostile-{uuid.uuid4()}", task_queue=queues.transfer
+        )
+        async with asyncio.timeout(ENDS_WITHIN):
+            with pytest.raises(WorkflowFailureError) as failure:
+                await handle.result()
+
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "InvalidTransfer" and cause.non_retryable
+    assert message in cause.message
+    assert cause.message.startswith("Invalid transfer: ")
+    assert cause.message.endswith("Nothing was moved.")
+    assert bank.calls == []
+    assert bank.balances == {"85-150": 2000, "43-812": 0}
+
+
+async def test_a_workflow_started_with_no_input_at_all_fails_at_once(client: Client) -> None:
+    bank = FakeBank()
+    async with running_workers(client, bank) as queues:
+        handle: WorkflowHandle[Any, Any] = await client.start_workflow(
+            "MoneyTransfer", id=f"hostile-{uuid.uuid4()}", task_queue=queues.transfer
+        )
+        async with asyncio.timeout(ENDS_WITHIN):
+            with pytest.raises(WorkflowFailureError) as failure:
+                await handle.result()
+
+    assert "got null (no input)" in str(failure.value.cause)
+    assert bank.calls == []
+
+
+@pytest.mark.parametrize(
+    "reference_id",
+    ["überweisung-7", "12345\r\nX-Injected: 1", "r" * 100_000, "a b/c?d#e"],
+    ids=["non-ascii", "line-break", "100000-characters", "spaces-and-slashes"],
+)
+async def test_any_reference_id_gives_safe_keys_and_moves_the_money_once(
+    client: Client, real_bank: BankClient, reference_id: str
+) -> None:
+    # The real bank app, through its HTTP client: the keys travel in a header.
+    raw = {**VALID_INPUT, "reference_id": reference_id}
+    async with running_workers(client, real_bank) as queues:
+        handle: WorkflowHandle[Any, str] = await client.start_workflow(
+            "MoneyTransfer", raw, id=f"hostile-{uuid.uuid4()}", task_queue=queues.transfer
+        )
+        async with asyncio.timeout(ENDS_WITHIN):
+            result = await handle.result()
+
+    assert result.startswith("Transfer complete.")
+    assert await balances(real_bank) == {"85-150": 1750, "43-812": 250}
+    ledger = await real_bank.ledger()
+    keys = [m.idempotency_key for m in ledger]
+    assert keys == [
+        idempotency_key(reference_id, "withdraw"),
+        idempotency_key(reference_id, "deposit"),
+    ]
+    assert all(len(key) < 120 and key.isascii() and key.isprintable() for key in keys)
+
+
+def test_idempotency_keys_keep_plain_reference_ids_readable_and_tell_others_apart() -> None:
+    assert idempotency_key("12345", "deposit") == "12345-deposit"
+    uuid_ref = str(uuid.uuid4())
+    assert idempotency_key(uuid_ref, "withdraw") == f"{uuid_ref}-withdraw"
+    # Two references that differ only where a header could not carry them stay apart.
+    assert idempotency_key("ü", "withdraw") != idempotency_key("ý", "withdraw")
+    assert idempotency_key("r" * 101, "withdraw") != idempotency_key("r" * 102, "withdraw")
+
+
+async def test_a_transfer_run_twice_with_one_reference_id_moves_the_money_once(
+    client: Client, real_bank: BankClient
+) -> None:
+    # The tutorial's starter does this: the same workflow id and reference id
+    # ("12345") every time, a new run once the first has completed.
+    raw = {**VALID_INPUT, "reference_id": "12345"}
+    async with running_workers(client, real_bank) as queues:
+        for _ in range(2):
+            result = await client.execute_workflow(
+                "MoneyTransfer",
+                raw,
+                id="pay-invoice-701",
+                task_queue=queues.transfer,
+                result_type=str,
+            )
+            assert result.startswith("Transfer complete.")
+
+    assert await balances(real_bank) == {"85-150": 1750, "43-812": 250}
+    assert len(await real_bank.ledger()) == 2
 
 
 async def test_the_refund_waits_out_a_broken_bank_then_restores_the_money(
@@ -477,7 +664,7 @@ async def test_the_refund_waits_out_a_broken_bank_then_restores_the_money(
 
 
 async def _activity_attempts(
-    handle: WorkflowHandle[MoneyTransfer, TransferResult], activity: str, at_least: int
+    handle: WorkflowHandle[MoneyTransfer, str], activity: str, at_least: int
 ) -> None:
     """Wait until the workflow's pending ``activity`` is on attempt ``at_least`` or later."""
     async with asyncio.timeout(15):
