@@ -7,7 +7,9 @@ at a time. Press Ctrl+C half-way and run it again: it re-attaches to the
 workflow, which is still running in Temporal, and goes on at the next number.
 
 The workflow and its activity are the lab's own code,
-services/worker/print_numbers.py: the lab's worker container runs that same file.
+services/worker/print_numbers.py (`make print-numbers` runs that same file).
+This process is the workflow's only worker: the lab's worker container does not
+poll its task queue, so every number prints here.
 
 TEMPORAL_ADDRESS says where Temporal is (default localhost:7233, where `make up`
 puts it).
@@ -85,8 +87,9 @@ async def warn_if_another_worker_runs_steps(
 ) -> None:
     """Say so when a step ran on a worker other than this process.
 
-    The lab's worker container polls the same task queue: while it runs, it
-    takes some of the steps, and their numbers are printed in its log instead.
+    Another copy of this script (or `make print-numbers`) running in a second
+    terminal polls the same task queue and takes some of the steps: their
+    numbers print there instead.
     """
     me = worker.client.identity
     # Only steps from now on: earlier ones ran on the process you stopped.
@@ -97,9 +100,8 @@ async def warn_if_another_worker_runs_steps(
             if identity != me:
                 print(
                     f"A step ran on another worker ({identity}), so its number is not "
-                    "printed here. Is the lab's worker container running? Stop it for "
-                    "this exercise: docker compose -f compose/compose.yaml stop worker "
-                    "(from the lab's top directory; `make up` starts it again).",
+                    "printed here. Is run_workflow.py (or `make print-numbers`) running "
+                    "in another terminal too? Stop that one for this exercise.",
                     flush=True,
                 )
                 return

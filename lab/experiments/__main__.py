@@ -49,7 +49,9 @@ def _both(choice: str, all_: Sequence[str]) -> tuple[str, ...]:
 
 def _print_numbers_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pause", type=float, default=3.0, help="seconds between numbers (3)")
-    p.add_argument("--down", type=float, default=5.0, help="seconds the worker stays down (5)")
+    p.add_argument(
+        "--down", type=float, default=5.0, help="seconds no process runs the workflow (5)"
+    )
     p.add_argument("--script-pause", type=float, default=0.3, help="the plain script's pause (0.3)")
 
 

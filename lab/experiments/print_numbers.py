@@ -2,8 +2,9 @@
 
 First the plain script (exercises/module01/python_print.py), stopped after Step 3
 and run again: it starts over. Then the same steps as PrintNumbersWorkflow: the
-worker is killed after number 3 and started again, and the history proves that
-each number ran exactly once and shows the gap while no worker ran.
+process that is its worker and starter (the module's run_workflow.py, or
+`make print-numbers`) is killed after number 3 and run again, and the history
+proves that each number ran exactly once and shows the gap while no worker ran.
 """
 
 from __future__ import annotations
@@ -26,21 +27,16 @@ from lab.experiments.kit import (
     describe_event,
     event_name,
     largest_gap,
-    lever,
-    now,
     prepare,
     records_named,
-    result_within,
     seconds,
     short_id,
-    start_worker,
     status,
     status_name,
     wait_for,
-    worker_log,
 )
 from lab.stack import ROOT, Stack
-from worker.shared import PRINT_NUMBERS_TASK_QUEUE_NAME, PRINT_NUMBERS_WORKFLOW
+from worker.shared import PRINT_NUMBERS_TASK_QUEUE_NAME
 
 NAME = "print-numbers"
 TITLE = "Module 1: crash-proof (a plain script, then a workflow, killed half-way)"
@@ -132,18 +128,14 @@ async def _workflow(stack: Stack, n: Narrator, pause: float, down: float) -> Non
     workflow_id = f"print-numbers-{short_id()}"
     n.step(
         f"With Temporal: start PrintNumbersWorkflow as {workflow_id} on task queue "
-        f"{PRINT_NUMBERS_TASK_QUEUE_NAME}, {pause:g} s between numbers. The lab's worker "
-        "container runs it: each number is one activity, each pause a durable timer."
+        f"{PRINT_NUMBERS_TASK_QUEUE_NAME}, {pause:g} s between numbers, from a process that "
+        "is its worker and its starter at once (the module's `uv run run_workflow.py`; "
+        "`make print-numbers` is the same). Each number is one activity, each pause a "
+        "durable timer."
     )
     n.look(f"the workflow in the Temporal UI: {stack.workflow_url(workflow_id)}")
-    started = now()
-    handle: WorkflowHandle[object, str] = await client.start_workflow(
-        PRINT_NUMBERS_WORKFLOW,
-        pause,
-        id=workflow_id,
-        task_queue=PRINT_NUMBERS_TASK_QUEUE_NAME,
-        result_type=str,
-    )
+    first = await _NumbersProcess.start(stack, workflow_id, pause)
+    handle: WorkflowHandle[object, str] = client.get_workflow_handle(workflow_id, result_type=str)
     converter = client.data_converter.payload_converter
 
     async def numbers_done() -> list[int] | None:
@@ -155,18 +147,20 @@ async def _workflow(stack: Stack, n: Narrator, pause: float, down: float) -> Non
         ]
         return done if 3 in done else None
 
-    await wait_for("number 3's activity to complete", numbers_done, within=30 + 3 * pause)
-
-    n.step("Number 3 is done. Kill the worker (`docker kill`: SIGKILL, harsher than Ctrl+C).")
-    await lever(stack.kill, "worker")
+    try:
+        await wait_for("number 3's activity to complete", numbers_done, within=30 + 3 * pause)
+    except BaseException:
+        await first.kill()  # never leave a worker of it behind
+        raise
+    n.step("Number 3 is done. Kill the process (SIGKILL: harsher than Ctrl+C).")
+    printed = await first.kill()
     killed = time.monotonic()
-    printed = _numbers(worker_log(stack, started))
-    n.note(f"The worker's log (`make logs`) shows what it printed: {_list(printed)}.")
+    n.note(f"It printed {_list(printed)} before it died.")
 
     n.step("No worker runs now. Watch the workflow in Temporal.")
     last = await _history_at_rest(handle)
     n.note(f"The history stands still at {describe_event(last)}: the next step waits for a worker.")
-    n.note(f"Leaving the worker down for {down:g} s, so the gap shows in the history...")
+    n.note(f"Leaving it down for {down:g} s, so the gap shows in the history...")
     await asyncio.sleep(down)  # the deliberate downtime: this is the experiment
     while_down = await status(handle)
     n.check(
@@ -175,20 +169,21 @@ async def _workflow(stack: Stack, n: Narrator, pause: float, down: float) -> Non
         f"status {status_name(while_down)} {seconds(time.monotonic() - killed)} after the kill",
     )
 
-    n.step("Start the worker again (the module's second `uv run run_workflow.py`).")
-    restarted = now()
-    begin = time.monotonic()
-    back = await start_worker(stack)
-    n.note(f"The worker is back, polling Temporal, {seconds(back - begin)} later.")
-    result = await result_within(handle, 60 + 12 * pause, "PrintNumbersWorkflow")
-    n.note(f"The workflow finished: {result!r}.")
-    n.figure("worker_down_seconds", back - killed, f"the worker was down {seconds(back - killed)}")
+    n.step("Run the same command again (the module's second `uv run run_workflow.py`).")
+    n.figure(
+        "process_down_seconds",
+        time.monotonic() - killed,
+        f"no process ran it for {seconds(time.monotonic() - killed)}",
+    )
+    second = await _NumbersProcess.start(stack, workflow_id, pause)
+    code, after = await second.finish(within=60 + 12 * pause)
+    n.note(f"It printed {_list(_numbers(after))}, then {after[-1] if after else 'nothing'!r}.")
 
-    n.step("Verify with the workflow's history and the worker's log.")
+    n.step("Verify with the workflow's history and what each process printed.")
     n.check(
-        "the workflow's result is 'Workflow completed'",
-        result == "Workflow completed",
-        repr(result),
+        "the second process re-attached and the workflow's result is 'Workflow completed'",
+        code == 0 and after[-1:] == ["Workflow completed"],
+        f"exit code {code}, last line {after[-1] if after else 'none'!r}",
     )
     history = await handle.fetch_history()
     records = records_named(history, ACTIVITY)
@@ -207,16 +202,16 @@ async def _workflow(stack: Stack, n: Narrator, pause: float, down: float) -> Non
         scheduled == expected,
         f"{len(scheduled)} ActivityTaskScheduled events, inputs {_list(scheduled)}",
     )
-    after = _numbers(worker_log(stack, restarted))
+    numbers_after = _numbers(after)
     n.check(
-        "the restarted worker went on from where the workflow was: it printed none of 1 to 3",
-        bool(after) and min(after) >= 4 and after[-1] == 10,
-        f"its log after the restart: {_list(after)}",
+        "the second process went on from where the workflow was: it printed none of 1 to 3",
+        bool(numbers_after) and min(numbers_after) >= 4 and numbers_after[-1] == 10,
+        f"it printed {_list(numbers_after)}",
     )
     gap, before_gap, after_gap = largest_gap(history)
     n.figure("history_gap_seconds", gap, f"the longest gap in the history is {seconds(gap)}")
     n.check(
-        f"the history shows the gap: no event for at least the {down:g} s the worker was left down",
+        f"the history shows the gap: no event for at least the {down:g} s no process ran it",
         gap >= down,
         f"{seconds(gap)} from {describe_event(before_gap)} to {describe_event(after_gap)}",
     )
@@ -224,6 +219,58 @@ async def _workflow(stack: Stack, n: Narrator, pause: float, down: float) -> Non
         "the UI's Event History and Timeline for this workflow: the gap is where no worker ran. "
         f"{stack.workflow_url(workflow_id)}"
     )
+
+
+class _NumbersProcess:
+    """The starter's print-numbers command in a process of its own, on this machine:
+    the workflow's only worker while it runs."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, stack: Stack, workflow_id: str, pause: float) -> _NumbersProcess:
+        command = ["print-numbers", "--workflow-id", workflow_id, "--pause", f"{pause:g}"]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "starter",
+            *command,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT / "services"),
+                "TEMPORAL_ADDRESS": stack.temporal_address,
+                "TEMPORAL_UI_URL": stack.ui_url,
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return cls(process)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.lines.append(line.decode().strip())
+
+    async def kill(self) -> list[int]:
+        """SIGKILL it; the numbers it printed."""
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+        await self.reader
+        return _numbers(self.lines)
+
+    async def finish(self, within: float) -> tuple[int | None, list[str]]:
+        """Its exit code (None: killed for taking longer than ``within``) and its output."""
+        try:
+            await asyncio.wait_for(self.process.wait(), within)
+        except TimeoutError:
+            await self.kill()
+            return None, self.lines
+        await self.reader
+        return self.process.returncode, self.lines
 
 
 async def _history_at_rest(handle: WorkflowHandle[object, str]) -> HistoryEvent:
