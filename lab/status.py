@@ -17,7 +17,7 @@ import difflib
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -25,11 +25,12 @@ from temporalio.api.enums.v1 import (
     PendingActivityState,
     PendingWorkflowTaskState,
     TaskQueueType,
+    WorkflowTaskFailedCause,
 )
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecution
+from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.runtime import Runtime
 
 from bank.client import BankClient
@@ -41,7 +42,8 @@ from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUE
 
 T = TypeVar("T")
 
-# The task queues the lab's worker polls.
+# The lab's task queues: the worker container polls the transfers' queue; module 1's
+# queue is polled by the process that runs it (run_workflow.py, make print-numbers).
 LAB_TASK_QUEUES = (MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME)
 # How long any one Temporal or bank call may take before we say it does not answer.
 CALL_TIMEOUT = 3.0  # seconds
@@ -221,6 +223,10 @@ class OpenWorkflow:
     pending_activities: list[PendingActivity] = field(default_factory=list)
     workflow_task: str | None = None  # "scheduled" or "started" when one is pending
     workflow_task_attempt: int = 0
+    # Why its workflow task failed, when it has failed and is being retried: the
+    # worker cannot run the workflow's code on this history (a bug, a workflow type
+    # it does not know, a change that no longer matches the history).
+    workflow_task_failure: str | None = None
     timer_fires_at: datetime | None = None  # the earliest timer still running
     error: str | None = None  # describe() did not answer
 
@@ -229,7 +235,12 @@ class OpenWorkflow:
         if self.error:
             return [f"(could not describe it: {self.error})"]
         lines = [a.describe(now) for a in self.pending_activities]
-        if self.workflow_task == "scheduled":
+        if self.workflow_task_failure is not None:
+            lines.append(
+                f"ITS WORKFLOW TASK KEEPS FAILING (attempt {self.workflow_task_attempt}): "
+                f"{self.workflow_task_failure}"
+            )
+        elif self.workflow_task == "scheduled":
             retry = (
                 f" (attempt {self.workflow_task_attempt})" if self.workflow_task_attempt > 1 else ""
             )
@@ -311,6 +322,10 @@ async def _describe_workflow(
                 PendingWorkflowTaskState.Name(task.state), "PENDING_WORKFLOW_TASK_STATE_"
             )
             wf.workflow_task_attempt = task.attempt
+            if task.attempt > 1:
+                wf.workflow_task_failure = await _within(
+                    _workflow_task_failure(handle, call_timeout), call_timeout
+                )
         if not wf.pending_activities:
             wf.timer_fires_at = await _within(
                 _running_timer(client, execution, call_timeout), call_timeout
@@ -318,6 +333,22 @@ async def _describe_workflow(
     except Unreachable as err:
         wf.error = str(err)
     return wf
+
+
+async def _workflow_task_failure(handle: WorkflowHandle[Any, Any], call_timeout: float) -> str:
+    """The error of the workflow task's last recorded failure, and its cause.
+
+    Temporal records only the first failure of a run of retries; the rest repeat it.
+    """
+    failure = "the worker failed it (its error is not in the history)"
+    async for event in handle.fetch_history_events(rpc_timeout=timedelta(seconds=call_timeout)):
+        if event.HasField("workflow_task_failed_event_attributes"):
+            failed = event.workflow_task_failed_event_attributes
+            cause = _enum_name(
+                WorkflowTaskFailedCause.Name(failed.cause), "WORKFLOW_TASK_FAILED_CAUSE_"
+            )
+            failure = f"{_failure_message(failed.failure)} ({cause})"
+    return failure
 
 
 async def _running_timer(
@@ -624,7 +655,15 @@ def _warnings(report: StatusReport) -> list[str]:
         ids = ", ".join(w.workflow_id for w in workflows[:3])
         more = f" and {len(workflows) - 3} more" if len(workflows) > 3 else ""
         wait = "waits" if len(workflows) == 1 else "wait"
-        if queue in LAB_TASK_QUEUES:
+        if queue == PRINT_NUMBERS_TASK_QUEUE_NAME:
+            # Module 1's worker is the learner's own process, never the lab's container.
+            out.append(
+                f"{ids}{more} {wait} on task queue {queue}, and no process polls it: its "
+                "worker is the process that started it, and that one stopped. Run it "
+                "again (`uv run run_workflow.py` in exercises/module01, or `make "
+                "print-numbers`) and it goes on at the next number."
+            )
+        elif queue in LAB_TASK_QUEUES:
             reasons = sorted({f"{p.name} is {p.why}" for p in q.dead})
             if not reasons and workers:
                 reasons = [f"{c.name} is {c.label}" for c in workers if not c.up]
@@ -644,10 +683,19 @@ def _warnings(report: StatusReport) -> list[str]:
                 "Temporal does not check that any worker listens on a task queue: the "
                 "workflow waits there, forever, until one does. This is the tutorial's "
                 "task-queue mismatch: the starter and the worker must use the same name "
-                f"(worker/shared.py); the lab's worker polls {' and '.join(LAB_TASK_QUEUES)}."
+                f"(worker/shared.py); the lab's queues are {' and '.join(LAB_TASK_QUEUES)}."
                 f"{hint} Fix: terminate it (Temporal UI, or `temporal workflow terminate "
                 f"--workflow-id <id>`) and start it again on the right queue, or run a "
                 f"worker on {queue!r}."
+            )
+    for wf in report.temporal.workflows:
+        if wf.workflow_task_failure is not None:
+            out.append(
+                f"{wf.workflow_id}'s workflow task keeps failing: {wf.workflow_task_failure}. "
+                "The worker cannot run the workflow's code on its history. Temporal keeps "
+                "retrying the task, so the workflow shows Running but makes no progress; "
+                "nothing is lost. Fix the workflow code (or the input it was started "
+                "with: terminate it and start it again) and restart the worker."
             )
     if report.bank.invariants_ok is False:
         out.append(

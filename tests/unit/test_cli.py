@@ -685,3 +685,47 @@ def test_status_says_where_a_workflow_waits() -> None:
     assert sleeping.where(NOW) == ["waiting on a timer (fires in 2.0 s)"]
     idle = OpenWorkflow("i", "r", "Waiting", "q", NOW)
     assert idle.where(NOW)[0].startswith("no activity pending")
+
+
+def test_status_names_a_workflow_whose_task_keeps_failing_instead_of_calling_it_running() -> None:
+    broken = OpenWorkflow(
+        "transfer-x",
+        "r",
+        "MoneyTransfer",
+        "TRANSFER_MONEY_TASK_QUEUE",
+        NOW,
+        workflow_task="started",
+        workflow_task_attempt=7,
+        workflow_task_failure="Boom (workflow worker unhandled failure)",
+    )
+    assert broken.where(NOW) == [
+        "ITS WORKFLOW TASK KEEPS FAILING (attempt 7): Boom (workflow worker unhandled failure)"
+    ]
+    r = report(
+        [broken],
+        [QueuePollers("TRANSFER_MONEY_TASK_QUEUE", [live_poller()])],
+        [state("temporal"), state("bank"), state("worker")],
+    )
+    warning = " ".join(r.warnings())
+    assert "transfer-x's workflow task keeps failing: Boom" in warning
+    assert "restart the worker" in warning
+
+
+def test_status_sends_a_learner_whose_module_1_process_stopped_back_to_it() -> None:
+    waiting = OpenWorkflow(
+        "print-numbers-workflow",
+        "r",
+        "PrintNumbersWorkflow",
+        "print-numbers-task-queue",
+        NOW,
+        workflow_task="scheduled",
+    )
+    r = report(
+        [waiting],
+        [QueuePollers("print-numbers-task-queue", [])],
+        [state("temporal"), state("bank"), state("worker")],
+    )
+    warning = " ".join(r.warnings())
+    assert "its worker is the process that started it" in warning
+    assert "uv run run_workflow.py" in warning
+    assert "make start SERVICE=worker" not in warning
