@@ -17,6 +17,7 @@ import time
 
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from lab.experiments.kit import (
     ExperimentError,
@@ -139,7 +140,17 @@ async def _workflow(stack: Stack, n: Narrator, pause: float, down: float) -> Non
     converter = client.data_converter.payload_converter
 
     async def numbers_done() -> list[int] | None:
-        history = await handle.fetch_history()
+        if first.process.returncode is not None:
+            raise ExperimentError(
+                f"The print-numbers process ended (exit code {first.process.returncode}) "
+                f"before number 3; it printed: {first.lines or 'nothing'}"
+            )
+        try:
+            history = await handle.fetch_history()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:  # the process has not started it yet
+                return None
+            raise
         done = [
             converter.from_payloads(r.payloads, [int])[0]
             for r in records_named(history, ACTIVITY)
