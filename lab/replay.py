@@ -252,11 +252,20 @@ async def run(argv: Sequence[str] | None = None) -> int:
     if not failed:
         print(f"Every history replays: this code can take over all {len(verdicts)}.")
         return EXIT_OK
-    print(
-        f"{len(failed)} of {len(verdicts)} would fail. A worker running this code would get "
-        "stuck on each open one: put the change behind workflow.patched(...) (old histories "
-        "keep the old path, new workflows take the new one), or undo it."
-    )
+    changed = sum(v.nondeterministic for v in failed)
+    if changed:
+        print(
+            f"{changed} of {len(verdicts)} would fail with a non-determinism error: a worker "
+            "running this code gets stuck on each that is still open. Put the change behind "
+            "workflow.patched(...) (old histories keep the old path, new workflows take the "
+            "new one), or undo it."
+        )
+    if len(failed) > changed:
+        print(
+            f"{len(failed) - changed} of {len(verdicts)} fail for another reason: the code "
+            "raises on their history (a bug, or they ran on other code, such as the "
+            "tutorial's own worker)."
+        )
     return EXIT_WOULD_FAIL
 
 
