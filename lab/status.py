@@ -227,6 +227,7 @@ class OpenWorkflow:
     # worker cannot run the workflow's code on this history (a bug, a workflow type
     # it does not know, a change that no longer matches the history).
     workflow_task_failure: str | None = None
+    workflow_task_failure_cause: str | None = None  # e.g. "non deterministic error"
     timer_fires_at: datetime | None = None  # the earliest timer still running
     error: str | None = None  # describe() did not answer
 
@@ -238,7 +239,7 @@ class OpenWorkflow:
         if self.workflow_task_failure is not None:
             lines.append(
                 f"ITS WORKFLOW TASK KEEPS FAILING (attempt {self.workflow_task_attempt}): "
-                f"{self.workflow_task_failure}"
+                f"{self.workflow_task_failure} ({self.workflow_task_failure_cause})"
             )
         elif self.workflow_task == "scheduled":
             retry = (
@@ -323,7 +324,7 @@ async def _describe_workflow(
             )
             wf.workflow_task_attempt = task.attempt
             if task.attempt > 1:
-                wf.workflow_task_failure = await _within(
+                wf.workflow_task_failure, wf.workflow_task_failure_cause = await _within(
                     _workflow_task_failure(handle, call_timeout), call_timeout
                 )
         if not wf.pending_activities:
@@ -335,19 +336,21 @@ async def _describe_workflow(
     return wf
 
 
-async def _workflow_task_failure(handle: WorkflowHandle[Any, Any], call_timeout: float) -> str:
+async def _workflow_task_failure(
+    handle: WorkflowHandle[Any, Any], call_timeout: float
+) -> tuple[str, str]:
     """The error of the workflow task's last recorded failure, and its cause.
 
     Temporal records only the first failure of a run of retries; the rest repeat it.
     """
-    failure = "the worker failed it (its error is not in the history)"
+    failure = ("the worker failed it (its error is not in the history)", "unknown cause")
     async for event in handle.fetch_history_events(rpc_timeout=timedelta(seconds=call_timeout)):
         if event.HasField("workflow_task_failed_event_attributes"):
             failed = event.workflow_task_failed_event_attributes
             cause = _enum_name(
                 WorkflowTaskFailedCause.Name(failed.cause), "WORKFLOW_TASK_FAILED_CAUSE_"
             )
-            failure = f"{_failure_message(failed.failure)} ({cause})"
+            failure = (_failure_message(failed.failure), cause)
     return failure
 
 
@@ -689,13 +692,27 @@ def _warnings(report: StatusReport) -> list[str]:
                 f"worker on {queue!r}."
             )
     for wf in report.temporal.workflows:
-        if wf.workflow_task_failure is not None:
+        if wf.workflow_task_failure is None:
+            continue
+        stuck = (
+            "Temporal keeps retrying the task, so the workflow shows Running but makes no "
+            "progress; nothing is lost."
+        )
+        if wf.workflow_task_failure_cause == "non deterministic error":
             out.append(
-                f"{wf.workflow_id}'s workflow task keeps failing: {wf.workflow_task_failure}. "
-                "The worker cannot run the workflow's code on its history. Temporal keeps "
-                "retrying the task, so the workflow shows Running but makes no progress; "
-                "nothing is lost. Fix the workflow code (or the input it was started "
-                "with: terminate it and start it again) and restart the worker."
+                f"{wf.workflow_id} hit a NON-DETERMINISM ERROR: {wf.workflow_task_failure}. "
+                "The worker's workflow code no longer does what this workflow's history "
+                f"recorded: the code was changed while it ran. {stuck} Undo the change, or "
+                "put it behind workflow.patched(...) so that running workflows keep the old "
+                "path, and restart the worker. `make replay` checks every workflow against "
+                "the code before you restart."
+            )
+        else:
+            out.append(
+                f"{wf.workflow_id}'s workflow task keeps failing: {wf.workflow_task_failure} "
+                f"({wf.workflow_task_failure_cause}). The worker cannot run the workflow's "
+                f"code on its history. {stuck} Fix the workflow code (or the input it was "
+                "started with: terminate it and start it again) and restart the worker."
             )
     if report.bank.invariants_ok is False:
         out.append(

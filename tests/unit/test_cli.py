@@ -696,7 +696,8 @@ def test_status_names_a_workflow_whose_task_keeps_failing_instead_of_calling_it_
         NOW,
         workflow_task="started",
         workflow_task_attempt=7,
-        workflow_task_failure="Boom (workflow worker unhandled failure)",
+        workflow_task_failure="Boom",
+        workflow_task_failure_cause="workflow worker unhandled failure",
     )
     assert broken.where(NOW) == [
         "ITS WORKFLOW TASK KEEPS FAILING (attempt 7): Boom (workflow worker unhandled failure)"
@@ -709,6 +710,12 @@ def test_status_names_a_workflow_whose_task_keeps_failing_instead_of_calling_it_
     warning = " ".join(r.warnings())
     assert "transfer-x's workflow task keeps failing: Boom" in warning
     assert "restart the worker" in warning
+    assert "NON-DETERMINISM" not in warning
+
+    broken.workflow_task_failure_cause = "non deterministic error"
+    warning = " ".join(r.warnings())
+    assert "transfer-x hit a NON-DETERMINISM ERROR: Boom" in warning
+    assert "workflow.patched(...)" in warning and "make replay" in warning
 
 
 def test_status_sends_a_learner_whose_module_1_process_stopped_back_to_it() -> None:
