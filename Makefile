@@ -161,6 +161,10 @@ experiment-partition: $(VENV)/.installed ## Pause Temporal, cut the bank off: al
 experiment-task-queue: $(VENV)/.installed ## A mistyped task queue: the lab spots the stall, the fix ends it
 	@$(EXPERIMENT) task-queue $(ARGS)
 
+.PHONY: experiment-versioning
+experiment-versioning: $(VENV)/.installed ## Change the workflow under running transfers: non-determinism, then workflow.patched
+	@$(EXPERIMENT) versioning $(ARGS)
+
 .PHONY: replay
 replay: $(VENV)/.installed ## Would the worker's code still run every workflow? Replays the lab's histories (DIR=tests/histories: saved ones)
 	@$(VENV)/bin/python -m lab.replay $(DIR)

@@ -15,7 +15,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lab.experiments import bugfix, compensation, crash, partition, print_numbers, task_queue
+from lab.experiments import (
+    bugfix,
+    compensation,
+    crash,
+    partition,
+    print_numbers,
+    task_queue,
+    versioning,
+)
 from lab.experiments.kit import Outcome, Say
 from lab.stack import DEFAULT_PROJECT, Stack
 
@@ -91,6 +99,10 @@ def _task_queue_args(p: argparse.ArgumentParser) -> None:
     _accounts(p)
 
 
+def _versioning_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--transfers", type=int, default=2, help="transfers caught by the change (2)")
+
+
 EXPERIMENTS = (
     Experiment(
         print_numbers.NAME,
@@ -158,6 +170,15 @@ EXPERIMENTS = (
         _task_queue_args,
         lambda a: {"seconds_stalled": a.seconds, "typo": a.typo, **_account_options(a)},
         {"seconds_stalled": 3.0},
+    ),
+    Experiment(
+        versioning.NAME,
+        versioning.TITLE,
+        "beyond the tutorial: the workflow's own code changed while transfers run",
+        versioning.run,
+        _versioning_args,
+        lambda a: {"transfers": a.transfers},
+        {},
     ),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}

@@ -15,9 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from lab.experiments import bugfix, compensation, crash, partition, print_numbers, task_queue
+from lab.experiments import (
+    bugfix,
+    compensation,
+    crash,
+    partition,
+    print_numbers,
+    task_queue,
+    versioning,
+)
 from lab.experiments.__main__ import main
-from lab.experiments.kit import Outcome
+from lab.experiments.kit import Outcome, worker_source
 from lab.stack import ROOT
 from lab.testing import Lab
 
@@ -171,6 +179,25 @@ async def test_task_queue_typo_stalls_until_the_name_is_fixed(lab: Lab) -> None:
 
 
 # --- the command line --------------------------------------------------------------------
+
+
+async def test_versioning_strands_running_transfers_until_the_change_is_patched(
+    lab: Lab,
+) -> None:
+    source = worker_source(lab) / "workflows.py"
+    said: list[str] = []
+
+    outcome = await versioning.run(lab, said.append)
+
+    assert outcome.ok, failures(outcome)
+    assert held(outcome, "shows a non-determinism error (WorkflowTaskFailed")
+    assert held(outcome, "they stay Running, stuck")
+    assert held(outcome, "`make status` names each one's non-determinism error")
+    assert held(outcome, "the old transfers finished on the old path")
+    assert held(outcome, "the new transfer took the new path")
+    assert held(outcome, "the bank's ledger invariants hold")
+    # The worker's code is as it was, and the worker runs it again.
+    assert source.read_text() == (ROOT / "services" / "worker" / "workflows.py").read_text()
 
 
 def test_command_line_runs_an_experiment_and_exits_zero(lab: Lab) -> None:
