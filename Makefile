@@ -15,7 +15,7 @@ BANK_URL := http://localhost:$(or $(BANK_PORT),8081)
 # `make transfer` options, passed to the starter when set.
 TRANSFER_ARGS := $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
 	$(if $(AMOUNT),--amount $(AMOUNT)) $(if $(ATTEMPTS),--attempts $(ATTEMPTS)) \
-	$(if $(REFERENCE_ID),--reference-id $(REFERENCE_ID))
+	$(if $(REFERENCE_ID),--reference-id $(REFERENCE_ID)) $(if $(NO_WAIT),--no-wait)
 
 SAY := @printf '\n==> %s\n'
 
@@ -26,7 +26,7 @@ help: ## Show this list
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
 		awk -F':.*## ' '{ printf "  make %-25s %s\n", $$1, $$2 }'
 	@echo
-	@echo "  Transfer options: make transfer AMOUNT=100 FROM=85-150 TO=43-812 ATTEMPTS=1"
+	@echo "  Transfer options: make transfer AMOUNT=100 FROM=85-150 TO=43-812 ATTEMPTS=1 NO_WAIT=1"
 
 .PHONY: up
 up: build ## Build what changed, start the lab, wait until every service is healthy
