@@ -151,10 +151,12 @@ class CrashProof(Challenge):
                 f"{PRINT_NUMBERS_WORKFLOW_ID} is still running and waits for a worker. Run "
                 "`uv run run_workflow.py` again (in exercises/module01) and let it finish."
             )
-        if latest.status == COMPLETED and len(set(workers)) < len(workers):
+        shared = [r.worker_sequence() for r in found if r.status == COMPLETED]
+        shared = [w for w in shared if len(set(w)) < len(w)]
+        if shared:
             fail(
                 f"{PRINT_NUMBERS_WORKFLOW_ID} ran on two workers at the same time (they took "
-                f"turns: {', '.join(workers[:4])}...), so nothing had to recover. Keep one "
+                f"turns: {', '.join(shared[0][:4])}...), so nothing had to recover. Keep one "
                 f"terminal running it: {self.again}"
             )
         if latest.status == COMPLETED:

@@ -131,8 +131,14 @@ class Recorder:
             meta: dict[str, object] = {"unit": self.unit}
         else:
             with self.events_file.open("ab") as out:
+                # Its own session, and none of the caller's pipes: the setup script that
+                # starts it returns at once, and it records until the lab goes away.
                 process = subprocess.Popen(
-                    cmd, stdout=out, stderr=subprocess.DEVNULL, start_new_session=True
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
             meta = {"pid": process.pid}
         meta["since"] = since.isoformat()
