@@ -311,6 +311,28 @@ def test_network_partition_a_paused_worker_is_not_a_paused_temporal(
     fails_with("05-network-partition", script_env, "You paused the worker, not Temporal")
 
 
+def test_network_partition_ignores_an_earlier_challenges_silent_transfer(
+    lab: Lab, script_env: dict[str, str]
+) -> None:
+    """Challenge 2's transfer, its worker killed and left down for 11 s: a silence in its
+    history, and the worker restarted again since. Not challenge 5's evidence."""
+    setup("02-crash-recovery", script_env)
+    set_fault(lab, "all", Fault(FaultMode.LATENCY, latency_ms=LATENCY_MS))
+    reference = start_transfer(lab)
+    wait_for_activity(lab, reference, "withdraw")
+    lab.kill("worker")
+    time.sleep(11)  # the worker stays down: the silence itself, not a wait for readiness
+    lab.start("worker")
+    assert result_of(lab, reference).returncode == 0
+    set_fault(lab, "all", None)
+    passes("02-crash-recovery", script_env)
+
+    setup("05-network-partition", script_env)
+    lab.stop("worker")
+    lab.start("worker")
+    fails_with("05-network-partition", script_env, SKIPPED_HINTS["05-network-partition"])
+
+
 # --- setups that survive what the learner did before -----------------------------------
 
 
@@ -375,3 +397,31 @@ def test_the_starter_links_to_the_hosted_ui_tab(lab: Lab, script_env: dict[str, 
             lab_state.COMPOSE_ENV_FILE.unlink(missing_ok=True)
         else:
             lab_state.COMPOSE_ENV_FILE.write_text(saved)
+
+
+def test_the_readme_curl_commands_work_on_an_exposed_lab(lab: Lab) -> None:
+    """The README's curl lines for the fault switch, run as written on a lab with a token."""
+    readme = (ROOT / "README.md").read_text()
+    block = next(
+        b for b in readme.split("```bash\n") if "curl -X PUT localhost:8081/faults/deposit" in b
+    ).split("```")[0]
+    script = block.replace("localhost:8081", lab.bank_url.removeprefix("http://"))
+    put, _, delete = script.partition("curl -X DELETE")
+    env = {**os.environ, "LAB_TOKEN": TOKEN}
+
+    async def deposit_fault() -> object:
+        async with lab.bank() as bank:
+            return (await bank.faults()).deposit
+
+    done = subprocess.run(["bash", "-euc", put], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done
+    assert asyncio.run(deposit_fault()) is not None
+    cleared = subprocess.run(
+        ["bash", "-euc", put.split("curl -X PUT")[0] + "curl -X DELETE" + delete],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert cleared.returncode == 0, cleared
+    assert asyncio.run(deposit_fault()) is None
