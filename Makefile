@@ -190,7 +190,7 @@ lint: $(VENV)/.installed ## Check the code with ruff and mypy
 	$(SAY) "Linting with ruff and mypy..."
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy services lab tests exercises track
+	@$(VENV)/bin/mypy services lab tests exercises
 
 .PHONY: build
 build: $(VENV)/.installed ## Build the images (only what changed; the first time from nothing)

@@ -1,0 +1,144 @@
+"""``python -m lab.track``: the hosted track's setup and checks (track/NN-slug/*-workshop-host).
+
+    python -m lab.track setup SLUG       # the lab as the challenge assumes it; its window starts
+    python -m lab.track check SLUG       # PASS: ... (exit 0) or FAIL: <what to do next> (exit 1)
+    python -m lab.track wait-activity WORKFLOW_ID ACTIVITY [--min-attempt N]   # for solve scripts
+    python -m lab.track temporal-address # host:port of Temporal's gRPC from this machine
+    python -m lab.track worker-source    # the directory the worker container runs its code from
+    python -m lab.track stop-recording   # stop the Docker recorder (a lab going away)
+
+COMPOSE_PROJECT_NAME (default crashlab) says which lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Sequence
+from datetime import timedelta
+
+from lab.stack import SERVICES, Stack, StackError
+from lab.track import lab_state, record
+from lab.track.checks import CHALLENGES, DC, Challenge, Fail, gather
+from worker.config import exit_now
+
+# The platform gives a check a minute; ours gives up well before, with a hint.
+CHECK_DEADLINE = 45.0  # seconds
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def setup(stack: Stack, challenge: Challenge) -> None:
+    lab_state.bring_up(stack, say)
+    lab_state.clear_faults(stack, say)
+    lab_state.restore_code(stack, say)
+    lab_state.refill(stack, say)
+    lab_state.hosted_links(say)
+    challenge.prepare(stack, say)
+    record.Recorder(stack.project).ensure()
+    started = record.begin(stack.project, challenge.slug)
+    say(f"Ready for {challenge.slug}: its check looks at what happens from {started:%H:%M:%S} UTC.")
+
+
+def lab_answers(stack: Stack) -> None:
+    """Fail with what to do when Temporal or the bank cannot be asked anything."""
+    found = {c.service: c for c in stack.containers() if c.service in SERVICES}
+    for service in ("temporal", "bank"):
+        c = found.get(service)
+        if c is None:
+            raise Fail(f"The lab is not running (no {service} container). Start it: make up")
+        if c.state == "paused":
+            raise Fail(f"{service} is paused. Resume it ({DC} unpause {service}), then Check.")
+        if c.state != "running":
+            raise Fail(f"{service} is not running. Start it ({DC} start {service}), then Check.")
+
+
+async def check(stack: Stack, challenge: Challenge) -> str:
+    lab_answers(stack)
+    since = record.window_start(stack.project, challenge.slug)
+    evidence = await gather(stack, challenge, since)
+    return await challenge.check(evidence)
+
+
+async def wait_activity(
+    stack: Stack, workflow_id: str, activity: str, min_attempt: int, within: float
+) -> None:
+    """Until the workflow's activity runs (attempt 1) or retries at attempt >= min_attempt."""
+    from temporalio.api.enums.v1 import PendingActivityState
+    from temporalio.service import RPCError
+
+    client = await stack.temporal()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        try:
+            description = await client.get_workflow_handle(workflow_id).describe(
+                rpc_timeout=timedelta(seconds=5)
+            )
+        except RPCError:
+            await asyncio.sleep(0.2)  # not started yet
+            continue
+        for p in description.raw_description.pending_activities:
+            started = p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            right = p.activity_type.name == activity and p.attempt >= min_attempt
+            if right and (min_attempt > 1 or started):
+                return
+        await asyncio.sleep(0.2)
+    raise Fail(f"{workflow_id}: {activity} did not reach attempt {min_attempt} in {within:g} s.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.track", description=__doc__)
+    parser.add_argument("--project", default=os.environ.get("COMPOSE_PROJECT_NAME") or "crashlab")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("setup", "check"):
+        commands.add_parser(name).add_argument("challenge", choices=sorted(CHALLENGES))
+    wait = commands.add_parser("wait-activity")
+    wait.add_argument("workflow_id")
+    wait.add_argument("activity")
+    wait.add_argument("--min-attempt", type=int, default=1)
+    wait.add_argument("--timeout", type=float, default=60)
+    commands.add_parser("temporal-address")
+    commands.add_parser("worker-source")
+    commands.add_parser("stop-recording")
+    args = parser.parse_args(argv)
+    stack = Stack(args.project)
+    try:
+        if args.command == "setup":
+            setup(stack, CHALLENGES[args.challenge])
+        elif args.command == "check":
+            challenge = CHALLENGES[args.challenge]
+            verdict = asyncio.run(asyncio.wait_for(check(stack, challenge), CHECK_DEADLINE))
+            say(f"PASS: {verdict}")
+        elif args.command == "wait-activity":
+            asyncio.run(
+                wait_activity(
+                    stack, args.workflow_id, args.activity, args.min_attempt, args.timeout
+                )
+            )
+        elif args.command == "temporal-address":
+            say(stack.temporal_address)
+        elif args.command == "worker-source":
+            say(str(lab_state.activities_file(stack).parent))
+        elif args.command == "stop-recording":
+            record.Recorder(stack.project).stop()
+    except Fail as err:
+        say(f"FAIL: {err}")
+        return 1
+    except TimeoutError:
+        say(
+            f"FAIL: The lab did not answer within {CHECK_DEADLINE:g} s. Is something paused or "
+            "stopped? `make status` shows it; `make up` starts what is missing."
+        )
+        return 1
+    except StackError as err:
+        say(f"FAIL: {' '.join(str(err).split())}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    exit_now(main())
