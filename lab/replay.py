@@ -10,7 +10,8 @@ deploy rather than after:
 
     python -m lab.replay                   every workflow in the lab (make replay)
     python -m lab.replay tests/histories   every saved history in a folder
-    python -m lab.replay --save DIR ID...  keep these workflows' histories in DIR
+    python -m lab.replay --workflow-id ID  only these workflows of the lab
+    python -m lab.replay --save ID... DIR  keep these workflows' histories in DIR
 
 Exit codes: 0 every history replays, 1 at least one would fail, 2 bad input or
 Temporal cannot be reached.
@@ -202,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"at most this many of the lab's latest workflows ({DEFAULT_LIMIT})",
     )
     parser.add_argument(
+        "--workflow-id",
+        dest="workflow_ids",
+        metavar="ID",
+        action="append",
+        help="only this workflow of the lab (repeat for more)",
+    )
+    parser.add_argument(
         "--save",
         metavar="ID",
         nargs="+",
@@ -238,8 +246,14 @@ async def run(argv: Sequence[str] | None = None) -> int:
             for path in await save(client, args.save, args.folder):
                 print(f"Saved {path}")
             return EXIT_OK
-        histories = await lab_histories(client, args.limit)
-        where = f"the lab's {len(histories)} latest workflows"
+        if args.workflow_ids:
+            histories = [
+                await client.get_workflow_handle(i).fetch_history() for i in args.workflow_ids
+            ]
+            where = f"{len(histories)} of the lab's workflows"
+        else:
+            histories = await lab_histories(client, args.limit)
+            where = f"the lab's {len(histories)} latest workflows"
     if not histories:
         print(f"Nothing to replay: {where}.")
         return EXIT_OK

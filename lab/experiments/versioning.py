@@ -64,6 +64,23 @@ PATCHED_STEP = (
     f'        if workflow.patched("{PATCH_ID}"):\n'
     "            await workflow.sleep(timedelta(seconds=1))\n\n"
 )
+
+
+def with_new_step(source: str) -> str:
+    """workflows.py with the cooling-off timer between withdraw and deposit."""
+    return source.replace(ANCHOR, NEW_STEP + ANCHOR, 1)
+
+
+def with_patched_step(source: str) -> str:
+    """workflows.py with the same timer behind workflow.patched."""
+    return source.replace(ANCHOR, PATCHED_STEP + ANCHOR, 1)
+
+
+def without_change(source: str) -> str:
+    """workflows.py as it ships, from either form above."""
+    return source.replace(NEW_STEP, "", 1).replace(PATCHED_STEP, "", 1)
+
+
 NON_DETERMINISTIC = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
 
 
@@ -141,7 +158,7 @@ async def _incompatible_change(stack: Stack, n: Narrator, path: Path, original: 
         "between withdraw and deposit. Restart the worker so that it runs the new code."
     )
     n.note("\n".join(f"+{line}" for line in NEW_STEP.rstrip().splitlines()))
-    await lever(path.write_text, original.replace(ANCHOR, NEW_STEP + ANCHOR, 1))
+    await lever(path.write_text, with_new_step(original))
     await lever(stack.stop, "worker")
     await lever(stack.start, "worker")
 
@@ -212,7 +229,7 @@ async def _patched(stack: Stack, n: Narrator, path: Path, original: str) -> None
         "restart the worker."
     )
     n.note("\n".join(f"+{line}" for line in PATCHED_STEP.rstrip().splitlines()))
-    await lever(path.write_text, original.replace(ANCHOR, PATCHED_STEP + ANCHOR, 1))
+    await lever(path.write_text, with_patched_step(original))
     began = time.monotonic()
     await lever(stack.stop, "worker")
     await lever(stack.start, "worker")

@@ -3,6 +3,8 @@
     python -m lab.track setup SLUG       # the lab as the challenge assumes it; its window starts
     python -m lab.track check SLUG       # PASS: ... (exit 0) or FAIL: <what to do next> (exit 1)
     python -m lab.track wait-activity WORKFLOW_ID ACTIVITY [--min-attempt N]   # for solve scripts
+    python -m lab.track change-workflow new-step|patched   # the versioning challenge's edit
+    python -m lab.track wait-stuck WORKFLOW_ID  # until it meets a non-determinism error
     python -m lab.track temporal-address # host:port of Temporal's gRPC from this machine
     python -m lab.track worker-source    # the directory the worker container runs its code from
     python -m lab.track stop-recording   # stop the Docker recorder (a lab going away)
@@ -18,9 +20,10 @@ import os
 from collections.abc import Sequence
 from datetime import timedelta
 
+from lab.experiments import versioning
 from lab.stack import SERVICES, Stack, StackError
 from lab.track import lab_state, record
-from lab.track.checks import CHALLENGES, DC, Challenge, Fail, gather
+from lab.track.checks import CHALLENGES, DC, Challenge, Fail, gather, nondeterminism
 from worker.config import exit_now
 
 # The platform gives a check a minute; ours gives up well before, with a hint.
@@ -90,6 +93,30 @@ async def wait_activity(
     raise Fail(f"{workflow_id}: {activity} did not reach attempt {min_attempt} in {within:g} s.")
 
 
+def change_workflow(stack: Stack, form: str) -> None:
+    """The versioning challenge's change to MoneyTransfer, in the worker's own copy."""
+    path = lab_state.workflows_file(stack)
+    original = versioning.without_change(path.read_text())
+    edit = versioning.with_new_step if form == "new-step" else versioning.with_patched_step
+    path.write_text(edit(original))
+    say(f"{path}: MoneyTransfer with the cooling-off step ({form}).")
+
+
+async def wait_stuck(stack: Stack, workflow_id: str, within: float) -> None:
+    """Until the workflow's history records a non-determinism error."""
+    from lab.track.history import runs
+
+    client = await stack.temporal()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        found = await runs(client, f"WorkflowId = '{workflow_id}'")
+        if any(nondeterminism(run) for run in found):
+            return
+        await asyncio.sleep(0.2)
+    raise Fail(f"{workflow_id} met no non-determinism error in {within:g} s.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.track", description=__doc__)
     parser.add_argument("--project", default=os.environ.get("COMPOSE_PROJECT_NAME") or "crashlab")
@@ -101,6 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     wait.add_argument("activity")
     wait.add_argument("--min-attempt", type=int, default=1)
     wait.add_argument("--timeout", type=float, default=60)
+    change = commands.add_parser("change-workflow")
+    change.add_argument("form", choices=("new-step", "patched"))
+    stuck = commands.add_parser("wait-stuck")
+    stuck.add_argument("workflow_id")
+    stuck.add_argument("--timeout", type=float, default=60)
     commands.add_parser("temporal-address")
     commands.add_parser("worker-source")
     commands.add_parser("stop-recording")
@@ -119,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     stack, args.workflow_id, args.activity, args.min_attempt, args.timeout
                 )
             )
+        elif args.command == "change-workflow":
+            change_workflow(stack, args.form)
+        elif args.command == "wait-stuck":
+            asyncio.run(wait_stuck(stack, args.workflow_id, args.timeout))
         elif args.command == "temporal-address":
             say(stack.temporal_address)
         elif args.command == "worker-source":

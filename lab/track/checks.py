@@ -10,20 +10,22 @@ next. A challenge is one class; a new challenge is a new class.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, NoReturn
 
-from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from bank.models import Movement
 from lab.experiments.bugfix import FAILING_CALL, WORKING_CALL
-from lab.experiments.kit import ledger_after
+from lab.experiments.kit import ledger_after, worker_source
 from lab.invariants import split_key
-from lab.stack import Stack
+from lab.stack import ROOT, Stack
 from lab.track import lab_state
 from lab.track.history import CALL_TIMEOUT, Run, runs, transfers_since
 from lab.track.record import DockerEvent, Recorder
@@ -34,6 +36,8 @@ DC = "docker compose -f compose/compose.yaml"
 BUG_MESSAGE = "This deposit has failed."
 # Challenge 5: a pause this long is a partition a learner can watch (the assignment: 30 s).
 MIN_PAUSE = timedelta(seconds=10)
+# Where the services' packages are: the replay imports the worker's code from its own copy.
+SERVICES = ROOT / "services"
 COMPLETED = WorkflowExecutionStatus.COMPLETED
 RUNNING = WorkflowExecutionStatus.RUNNING
 FAILED = WorkflowExecutionStatus.FAILED
@@ -467,9 +471,120 @@ class NetworkPartition(Challenge):
         fail(f"No transfer has lived through a pause of Temporal yet. {self.how}")
 
 
+# --- 6: versioning ----------------------------------------------------------------------
+
+
+def nondeterminism(run: Run) -> str | None:
+    """The message of the run's first non-determinism error, if it met one."""
+    for event in run.events:
+        failed = event.workflow_task_failed_event_attributes
+        if event.HasField("workflow_task_failed_event_attributes") and failed.cause == (
+            WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+        ):
+            return failed.failure.message
+    return None
+
+
+def patched(run: Run) -> bool:
+    """The run took a patched path: workflow.patched recorded its marker."""
+    return any(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in run.events)
+
+
+class Versioning(Challenge):
+    """A transfer that was waiting when the workflow's code changed met a non-determinism
+    error, and completed on its old path once the change went behind workflow.patched;
+    a transfer started after that took the new path; the code on disk replays them all."""
+
+    slug = "versioning"
+    how = (
+        "With the bank refusing deposits (make fault OP=deposit MODE=error), start a transfer "
+        "(make transfer NO_WAIT=1), add `await workflow.sleep(timedelta(seconds=1))` before "
+        "the deposit in services/worker/workflows.py, restart the worker (make stop start "
+        "SERVICE=worker) and clear the fault (make faults-clear)."
+    )
+
+    async def check(self, e: Evidence) -> str:
+        stuck = [r for r in e.transfers if nondeterminism(r) is not None]
+        if not stuck:
+            self._not_yet(e)
+        freed = [r for r in stuck if r.status == COMPLETED and not patched(r)]
+        if not freed:
+            fail(
+                f"Transfer {stuck[0].workflow_id} is stuck on a non-determinism error "
+                f"({nondeterminism(stuck[0])}). Put the new step behind "
+                '`if workflow.patched("cooling-off"):`, check with make replay, and restart '
+                "the worker (make stop start SERVICE=worker)."
+            )
+        newer = [r for r in e.in_window(COMPLETED) if patched(r)]
+        if not newer:
+            fail(
+                f"Transfer {freed[0].workflow_id} finished on its old path. Now start a new "
+                "transfer (make transfer) and see it take the new one: its history gets a "
+                "marker and a timer."
+            )
+        problems = await replay_on_disk(e.stack, [r.workflow_id for r in [*freed, *newer]])
+        if problems:
+            fail(
+                "The workflow code on disk cannot replay these transfers any more (make "
+                f"replay says: {problems}). Keep the patched step in services/worker/"
+                "workflows.py while any workflow that took either path may be replayed."
+            )
+        for run in [*freed, *newer]:
+            e.moved_once(run)
+        return (
+            f"Transfer {freed[0].workflow_id} met a non-determinism error, then finished on "
+            f"its old path once the change was patched; {newer[0].workflow_id} took the new "
+            "path; the code on disk replays both, and the ledger has each step once."
+        )
+
+    def _not_yet(self, e: Evidence) -> NoReturn:
+        if any(patched(r) for r in e.in_window(COMPLETED)):
+            fail(
+                "Your new transfers take the patched path, but no transfer was caught by the "
+                "change first: that is the failure this challenge is about. Take the patch "
+                f"out and start again from the beginning. {self.how}"
+            )
+        if e.in_window(RUNNING):
+            fail(
+                f"Transfer {e.in_window(RUNNING)[0].workflow_id} is running. Now change the "
+                "workflow's code while it waits: add `await workflow.sleep(timedelta("
+                "seconds=1))` before the deposit, restart the worker, and clear the fault."
+            )
+        fail(f"No transfer has met a non-determinism error yet. {self.how}")
+
+
+async def replay_on_disk(stack: Stack, workflow_ids: list[str]) -> str:
+    """What `make replay` says about these workflows with the worker's code as it is on
+    disk (the worker's own copy: a fresh process imports it); empty when all replay."""
+    source = worker_source(stack)
+    command = [sys.executable, "-m", "lab.replay", "--project", stack.project]
+    for workflow_id in workflow_ids:
+        command += ["--workflow-id", workflow_id]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source.parent), str(SERVICES)])}
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    if process.returncode == 0:
+        return ""
+    failed = [line.strip() for line in out.decode().splitlines() if line.startswith("FAIL")]
+    return "; ".join(failed) or out.decode().strip()
+
+
 CHALLENGES: dict[str, Challenge] = {
     c.slug: c
-    for c in (CrashProof(), CrashRecovery(), LiveBugFix(), Compensation(), NetworkPartition())
+    for c in (
+        CrashProof(),
+        CrashRecovery(),
+        LiveBugFix(),
+        Compensation(),
+        NetworkPartition(),
+        Versioning(),
+    )
 }
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lab.experiments import versioning
 from lab.experiments.bugfix import DEPOSIT_METHOD, FAILING_CALL, WORKING_CALL
 from lab.experiments.kit import Narrator, Outcome, ensure_funds, restore, worker_source
 from lab.stack import SERVICES, Stack, control_token_for_up
@@ -102,20 +103,32 @@ def parse_docker_time(text: str) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+def workflows_file(stack: Stack) -> Path:
+    return worker_source(stack) / "workflows.py"
+
+
 def code_loaded(stack: Stack) -> bool:
-    """The running worker started after activities.py last changed: it runs what is on disk."""
+    """The running worker started after its code last changed: it runs what is on disk."""
     started = worker_started_at(stack)
-    changed = datetime.fromtimestamp(activities_file(stack).stat().st_mtime, UTC)
+    changed = max(
+        datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        for path in (activities_file(stack), workflows_file(stack))
+    )
     return started is not None and started > changed
 
 
 def restore_code(stack: Stack, say: Say) -> None:
-    """deposit() as it ships, and a worker that runs it."""
+    """deposit() and MoneyTransfer as they ship, and a worker that runs them."""
     path = activities_file(stack)
     source = path.read_text()
     if deposit_has_bug(source):
         path.write_text(without_bug(source))
         say(f"deposit() in {path} still called {FAILING_CALL.rstrip('(')}: put it back.")
+    path = workflows_file(stack)
+    source = path.read_text()
+    if versioning.without_change(source) != source:
+        path.write_text(versioning.without_change(source))
+        say(f"MoneyTransfer in {path} still had the versioning challenge's step: took it out.")
     if not code_loaded(stack):
         say("Restarting the worker so that it runs the code on disk.")
         stack.compose("restart", "worker")

@@ -29,10 +29,11 @@ from pathlib import Path
 import pytest
 
 from bank.models import Fault, FaultMode
+from lab.experiments import versioning
 from lab.stack import SERVICES
 from lab.testing import RANDOM_PORTS, Lab
 from lab.track import lab_state
-from lab.track.__main__ import wait_activity
+from lab.track.__main__ import change_workflow, wait_activity, wait_stuck
 from lab.track.record import Recorder
 from tests.integration.module01 import ROOT, exercise_env, module01_copy, run_workflow_command
 from worker.shared import PRINT_NUMBERS_TASK_QUEUE_NAME, PRINT_NUMBERS_WORKFLOW_ID
@@ -46,6 +47,7 @@ CHALLENGES = [
     "03-live-bug-fix",
     "04-compensation",
     "05-network-partition",
+    "06-versioning",
 ]
 # What each check says when the learner has not done the step yet.
 SKIPPED_HINTS = {
@@ -54,6 +56,7 @@ SKIPPED_HINTS = {
     "03-live-bug-fix": "No transfer has recovered from a failing deposit yet",
     "04-compensation": "No transfer has failed and been refunded yet",
     "05-network-partition": "No transfer has run since this challenge began",
+    "06-versioning": "No transfer has met a non-determinism error yet",
 }
 CHECK_TIME_LIMIT = 60  # seconds: what the hosted platform allows a check
 TOKEN = "track-test-token"
@@ -349,6 +352,42 @@ def healthy_and_clean(lab: Lab, worker_source: Path) -> None:
 
     assert asyncio.run(faults()) == (None, None)
     assert not lab_state.deposit_has_bug((worker_source / "activities.py").read_text())
+
+
+def test_versioning_says_each_next_step_and_wants_the_patch_kept(
+    lab: Lab, script_env: dict[str, str]
+) -> None:
+    challenge = "06-versioning"
+    setup(challenge, script_env)
+    set_fault(lab, "deposit", Fault(FaultMode.ERROR))
+    old = start_transfer(lab, "--from", "10-007", "--to", "10-008", "--amount", "10")
+    wait_for_activity(lab, old, "deposit", min_attempt=2)
+    fails_with(challenge, script_env, "Now change the workflow's code while it waits")
+
+    change_workflow(lab, "new-step")
+    lab.stop("worker")
+    lab.start("worker")
+    set_fault(lab, "deposit", None)
+    asyncio.run(wait_stuck(lab, f"transfer-{old}", 60))
+    fails_with(challenge, script_env, 'behind `if workflow.patched("cooling-off"):`')
+
+    change_workflow(lab, "patched")
+    lab.stop("worker")
+    lab.start("worker")
+    assert result_of(lab, old).returncode == 0
+    fails_with(challenge, script_env, "Now start a new transfer (make transfer)")
+
+    new = lab.starter("transfer", "--from", "10-007", "--to", "10-008", "--amount", "10")
+    assert new.returncode == 0, new
+    passes(challenge, script_env)
+
+    # Taking the patch out too soon: the new path's history no longer replays.
+    path = lab_state.workflows_file(lab)
+    path.write_text(versioning.without_change(path.read_text()))
+    fails_with(challenge, script_env, "cannot replay these transfers any more")
+    change_workflow(lab, "new-step")  # a learner's leftover edit...
+    setup(challenge, script_env)  # ...which the setup takes out
+    assert "cooling-off" not in path.read_text()
 
 
 def test_setup_repairs_whatever_the_learner_left_broken(
