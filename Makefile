@@ -134,7 +134,7 @@ faults-clear: $(VENV)/.installed ## Clear every bank fault
 EXPERIMENT := $(VENV)/bin/python -m lab.experiments
 
 .PHONY: experiments
-experiments: $(VENV)/.installed ## Run every experiment below in order (about 3 min; QUICK=1: 1.5 min)
+experiments: $(VENV)/.installed ## Run every experiment below in order (about 4 min; QUICK=1: 2.5 min)
 	@$(EXPERIMENT) all $(if $(QUICK),--quick)
 
 .PHONY: experiment-print-numbers
