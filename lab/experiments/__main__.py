@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument(
         "--quick",
         action="store_true",
-        help="short pauses and partitions: about 1.5 minutes instead of 3",
+        help="short pauses and partitions: about 2.5 minutes instead of 4",
     )
     names.add_parser("list", help="list the experiments")
     return parser
