@@ -32,7 +32,7 @@ from temporalio.client import Client
 from bank.models import Fault, FaultMode
 from lab.stack import ROOT, Stack
 from lab.testing import RANDOM_PORTS
-from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, PaymentDetails
+from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, MONEY_TRANSFER_WORKFLOW, PaymentDetails
 from worker.workflows import MoneyTransfer
 
 PROJECT = "crashlab-bench"
@@ -180,6 +180,65 @@ class Bench:
         back = time.monotonic()
         await handle.result()
         return time.monotonic() - back
+
+    async def random_kills(self, client: Client, kills: int, rate: float = 20.0) -> None:
+        """The lab's worker killed at random moments in a stream of transfers, as a learner
+        kills it: started by a plain client with default options (the tutorial's starter
+        sets no timeouts either), `docker kill`, `docker start` at once."""
+        start = self.figure("worker start: `docker start` to healthy", "s")
+        recovery = self.figure(
+            "random-moment kill: worker healthy to every in-flight transfer complete",
+            "s",
+            f"{rate:g} transfers/s, default start options",
+        )
+        [worker] = [c for c in self.stack.containers("worker")]
+        done: dict[str, float] = {}  # workflow id -> when its result came
+        followers: dict[str, asyncio.Task[None]] = {}
+
+        async def follow(workflow_id: str) -> None:
+            await client.get_workflow_handle(workflow_id).result()
+            done[workflow_id] = time.monotonic()
+
+        async def stream() -> None:
+            while True:
+                source, target = random.sample(ACCOUNTS, 2)
+                workflow_id = f"bench-kill-{uuid.uuid4()}"
+                await client.start_workflow(
+                    MONEY_TRANSFER_WORKFLOW,
+                    PaymentDetails(source, target, 1, workflow_id.removeprefix("bench-kill-")),
+                    id=workflow_id,
+                    task_queue=MONEY_TRANSFER_TASK_QUEUE_NAME,
+                )
+                followers[workflow_id] = asyncio.create_task(follow(workflow_id))
+                await asyncio.sleep(1 / rate)
+
+        streaming = asyncio.create_task(stream())
+        try:
+            for n in range(kills):
+                await asyncio.sleep(random.uniform(1.0, 3.0))  # a random moment in the stream
+                in_flight = {w: t for w, t in followers.items() if w not in done}
+                self.docker("kill", "--signal", "SIGKILL", worker.id)
+                killed = time.monotonic()
+                self.docker("start", worker.id)
+                self.wait_container_healthy(worker.id)
+                healthy = time.monotonic()
+                await asyncio.wait_for(asyncio.gather(*in_flight.values()), 120)
+                last = max((done[w] for w in in_flight), default=healthy)
+                start.samples.append(healthy - killed)
+                recovery.samples.append(max(0.0, last - healthy))
+                say(
+                    f"  kill {n + 1}/{kills}: {len(in_flight)} in flight, worker healthy "
+                    f"after {healthy - killed:.2f} s, all done {recovery.samples[-1]:.2f} s later"
+                )
+        finally:
+            streaming.cancel()
+            for follower in followers.values():
+                follower.cancel()
+        self.extra["random-moment kill: worker healthy to in-flight done (s)"] = {
+            "p50": percentile(recovery.samples, 50),
+            "p99": percentile(recovery.samples, 99),
+            "kills": float(len(recovery.samples)),
+        }
 
     async def throughput(self, client: Client) -> None:
         baseline = self.extra_worker(BANK_URL="memory:", TRANSFER_TASK_QUEUE="bench-baseline")
@@ -368,6 +427,15 @@ async def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time a build from no images (removes the lab's images first)",
     )
+    parser.add_argument(
+        "--kills",
+        type=int,
+        default=20,
+        help="random-moment worker kills in a stream of transfers (default 20; 0: skip)",
+    )
+    parser.add_argument(
+        "--only-kills", action="store_true", help="measure only the random-moment kills"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "build" / "bench.json")
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -375,20 +443,29 @@ async def main(argv: list[str] | None = None) -> int:
 
     bench = Bench(args.runs)
     try:
-        if args.first_build:
-            say("First build (slow)...")
-            bench.first_build()
-        say("Cold start...")
-        bench.cold_start()
-        # Memory right after start-up includes work that is over a few seconds later.
-        await asyncio.sleep(5)
-        bench.extra["memory at rest (MiB)"] = bench.memory()
+        if args.only_kills:
+            bench.down()
+            bench.up()
+        else:
+            if args.first_build:
+                say("First build (slow)...")
+                bench.first_build()
+            say("Cold start...")
+            bench.cold_start()
+            # Memory right after start-up includes work that is over a few seconds later.
+            await asyncio.sleep(5)
+            bench.extra["memory at rest (MiB)"] = bench.memory()
         client = await Client.connect(bench.stack.temporal_address)
-        say("Recovery after a killed worker...")
-        await bench.recovery(client)
-        say("Throughput and latency...")
-        await bench.throughput(client)
-        bench.extra["image sizes (MiB)"] = bench.image_sizes()
+        if not args.only_kills:
+            say("Recovery after a killed worker...")
+            await bench.recovery(client)
+        if args.kills:
+            say(f"The worker killed at {args.kills} random moments in a stream of transfers...")
+            await bench.random_kills(client, args.kills)
+        if not args.only_kills:
+            say("Throughput and latency...")
+            await bench.throughput(client)
+            bench.extra["image sizes (MiB)"] = bench.image_sizes()
     finally:
         bench.down()
 
