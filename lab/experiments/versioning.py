@@ -103,9 +103,17 @@ async def run(stack: Stack, say: Say, *, transfers: int = 2, amount: int = 10) -
             start_seq = await ledger_end(bank)
             old = await _transfers_waiting_mid_way(stack, n, client, bank, transfers, amount)
             edited = True
-            await _incompatible_change(stack, n, path, original)
+            n.step(
+                f"Change the workflow's code in {path}: a new step, a 1-second cooling-off "
+                "timer, between withdraw and deposit. Restart the worker so that it runs it."
+            )
+            await _deploy(stack, n, path, NEW_STEP, with_new_step(original))
             await _stuck(stack, n, bank, old)
-            await _patched(stack, n, path, original)
+            n.step(
+                "Make the change safe: put the new step behind "
+                f'workflow.patched("{PATCH_ID}") and restart the worker.'
+            )
+            await _deploy(stack, n, path, PATCHED_STEP, with_patched_step(original))
             await _old_path_and_new_path(stack, n, client, bank, old, amount, start_seq)
     finally:
         if _read(path) != original:
@@ -152,15 +160,14 @@ async def _transfers_waiting_mid_way(
     return handles
 
 
-async def _incompatible_change(stack: Stack, n: Narrator, path: Path, original: str) -> None:
-    n.step(
-        f"Change the workflow's code in {path}: a new step, a 1-second cooling-off timer, "
-        "between withdraw and deposit. Restart the worker so that it runs the new code."
-    )
-    n.note("\n".join(f"+{line}" for line in NEW_STEP.rstrip().splitlines()))
-    await lever(path.write_text, with_new_step(original))
+async def _deploy(stack: Stack, n: Narrator, path: Path, block: str, source: str) -> None:
+    """Show the added lines, write the new workflows.py, restart the worker on it."""
+    n.note("\n".join(f"+{line}" for line in block.rstrip().splitlines()))
+    await lever(path.write_text, source)
+    began = time.monotonic()
     await lever(stack.stop, "worker")
     await lever(stack.start, "worker")
+    n.note(f"The worker runs the new code ({seconds(time.monotonic() - began)}).")
 
 
 async def _stuck(stack: Stack, n: Narrator, bank: BankClient, old: list[TransferHandle]) -> None:
@@ -221,19 +228,6 @@ async def _nondeterminism(handle: TransferHandle) -> tuple[str, str] | None:
         return await wait_for(f"a non-determinism error in {handle.id}", probe, within=30)
     except ExperimentError:
         return None
-
-
-async def _patched(stack: Stack, n: Narrator, path: Path, original: str) -> None:
-    n.step(
-        f'Make the change safe: put the new step behind workflow.patched("{PATCH_ID}") and '
-        "restart the worker."
-    )
-    n.note("\n".join(f"+{line}" for line in PATCHED_STEP.rstrip().splitlines()))
-    await lever(path.write_text, with_patched_step(original))
-    began = time.monotonic()
-    await lever(stack.stop, "worker")
-    await lever(stack.start, "worker")
-    n.note(f"The worker runs the patched code ({seconds(time.monotonic() - began)}).")
 
 
 async def _old_path_and_new_path(
