@@ -34,6 +34,15 @@ from bank.faults import MAX_LATENCY_MS, FaultSpecError, validate
 from bank.models import Fault, FaultMode, FaultState
 from lab import status as views
 from lab.invariants import LedgerReport, check_bank
+from lab.levers import (
+    FAULT_MODES,
+    FAULT_OPERATIONS,
+    Disconnect,
+    Kill,
+    Pause,
+    Stop,
+    describe_fault,
+)
 from lab.stack import (
     BANK_PORT,
     DEFAULT_PROJECT,
@@ -60,16 +69,8 @@ COUNTDOWN_EVERY = 5.0
 clock = time.monotonic
 sleep = time.sleep
 
-FAULT_OPERATIONS = ("withdraw", "deposit", "all")
-MODE_HELP = {
-    FaultMode.ERROR: "the bank refuses the call at once (503 injected_fault); no money moves",
-    FaultMode.LATENCY: "the bank waits --latency-ms (+/- --jitter-ms), then works normally",
-    FaultMode.HANG: "the bank never answers and moves no money: the caller's timeout decides",
-    FaultMode.DROP_RESPONSE: (
-        "the bank moves the money, then never answers - the case that teaches idempotency"
-    ),
-    FaultMode.DOWN: "the bank answers 503 bank_down at once, as if it were down; no money moves",
-}
+# How the catalogue describes the bank's fault modes (one definition: lab/levers.py).
+MODE_HELP = FAULT_MODES
 
 PAUSE_VS_DISCONNECT = textwrap.fill(
     "pause vs disconnect: a PAUSED process (docker pause) is frozen but keeps its TCP "
@@ -80,36 +81,9 @@ PAUSE_VS_DISCONNECT = textwrap.fill(
     width=78,
 )
 
-# What a disconnect cuts, per service (lab/stack.py: Stack.links; compose/compose.yaml).
-DISCONNECT_NOTES = {
-    "worker": (
-        "It reaches neither Temporal nor the bank: its polls and its bank calls fail, and "
-        "Temporal times its activities out and retries them once it is back."
-    ),
-    "temporal": (
-        "The worker and the starter cannot reach it, and neither can this machine: its "
-        "published ports (the UI, gRPC) are gone until it is reconnected."
-    ),
-    "bank": (
-        "The worker and the starter cannot reach it. This machine still can: its published "
-        "port lands on its control network, which the disconnect leaves alone, so its page, "
-        "`make status` and `make fault` keep working while the worker's calls fail."
-    ),
-}
-
-KILL_NOTES = {
-    "worker": (
-        "Workflows keep their state in Temporal; start it again with `make start SERVICE=worker`."
-    ),
-    "temporal": (
-        "Its state is on disk (the temporal-data volume); the worker and the starter keep "
-        "retrying until it is back: `make start SERVICE=temporal`."
-    ),
-    "bank": (
-        "The ledger is committed in SQLite (the bank-data volume); activities retry until "
-        "it is back, and a restart clears the fault switch: `make start SERVICE=bank`."
-    ),
-}
+# What a learner should know after a disconnect and a kill, per service.
+DISCONNECT_NOTES = Disconnect.AFTER
+KILL_NOTES = Kill.AFTER
 
 
 class Refused(Exception):
@@ -202,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     kill = service_command(
         "kill",
-        "SIGKILL a service: a crash, no shutdown code runs",
+        Kill.summary,
         "SIGKILL the service's container(s), as `docker kill` does: no shutdown code runs, "
         "in-flight work is cut off mid-step. Exit code 137.",
     )
@@ -220,20 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     service_command(
         "stop",
-        "stop a service gracefully (SIGTERM)",
+        Stop.summary,
         "Stop the service gracefully (SIGTERM, then SIGKILL after its grace period): the "
         "worker finishes in-flight activities and tells Temporal it is leaving.",
     )
     levers = {
         "pause": (
             "unpause",
-            "freeze a service (docker pause) for a while: it answers nothing",
+            Pause.summary,
             "Freeze the service's processes (docker pause), count down, then unpause it by "
             "itself. Ctrl+C unpauses at once.",
         ),
         "disconnect": (
             "reconnect",
-            "cut a service off the network for a while (a real partition)",
+            Disconnect.summary,
             "Disconnect the service from every network it shares with the other services "
             "(docker network disconnect), count down, then reconnect it under its service "
             "name. Ctrl+C reconnects at once. A disconnected Temporal loses its published "
@@ -476,8 +450,7 @@ def _next_steps(stack: Stack) -> None:
 
 def cmd_kill(stack: Stack, service: str, found: list[Container], choice: str) -> int:
     number = _pick(service, found, choice, ("running", "paused"))
-    killed = stack.kill(service, number)
-    names = ", ".join(c.name for c in killed)
+    names = ", ".join(Kill(service, number).pull(stack))
     say(f"Killed {names} (SIGKILL: no shutdown code ran). {KILL_NOTES[service]}")
     _next_steps(stack)
     return EXIT_OK
@@ -553,8 +526,7 @@ def cmd_pause(
     if all(c.state == "paused" for c in found):
         raise Refused(f"{service} is already paused: `make unpause SERVICE={service}` unfreezes it")
     number = _pick(service, found, choice, ("running",))
-    paused = stack.pause(service, number)
-    names = ", ".join(c.name for c in paused)
+    names = ", ".join(Pause(service, number).pull(stack))
     say(
         f"Paused {names}: frozen, its TCP connections stay open and nothing answers; "
         "callers hang until their own timeouts."
@@ -595,9 +567,9 @@ def cmd_disconnect(
             f"{', '.join(already)} is already disconnected: `make reconnect SERVICE={service}` "
             "plugs it back in"
         )
-    cut = stack.disconnect(service, number)
+    cut = Disconnect(service, number).pull(stack)
     say(
-        f"Disconnected {', '.join(c.name for c in cut)} from {_networks(stack, service)}. "
+        f"Disconnected {', '.join(cut)} from {_networks(stack, service)}. "
         f"New connections to it fail at once ('{service}' no longer resolves), open ones go "
         f"silent. {DISCONNECT_NOTES[service]}"
     )
@@ -704,7 +676,7 @@ def cmd_fault(stack: Stack, args: argparse.Namespace) -> int:
     if sub in FAULT_OPERATIONS:
         assert fault is not None
         target = "withdraw and deposit" if sub == "all" else sub
-        say(f"Fault set on {target}: {views.describe_fault(fault)}.")
+        say(f"Fault set on {target}: {describe_fault(fault)}.")
         say(f"  {fault.mode.value}: {MODE_HELP[fault.mode]}.")
     elif sub == "clear":
         say(f"Cleared {'every fault' if args.operation in (None, 'all') else args.operation}.")
@@ -772,7 +744,7 @@ async def _fault_call(
 
 def _switch(state: FaultState) -> str:
     parts = [
-        f"{op}: {views.describe_fault(f) if f else 'normal'}"
+        f"{op}: {describe_fault(f) if f else 'normal'}"
         for op, f in (("withdraw", state.withdraw), ("deposit", state.deposit))
     ]
     return "; ".join(parts)

@@ -26,19 +26,32 @@ from temporalio.client import Client
 
 from bank.client import BankClient
 from bank.exposure import is_exposed
+from lab.constants import (  # re-exported: lab.stack is where older code finds them
+    BANK_PORT,
+    DEFAULT_PROJECT,
+    SERVICES,
+    TEMPORAL_PORT,
+    TEMPORAL_UI_PORT,
+)
+
+__all__ = [
+    "BANK_PORT",
+    "COMPOSE_FILE",
+    "DEFAULT_PROJECT",
+    "ROOT",
+    "SERVICES",
+    "TEMPORAL_PORT",
+    "TEMPORAL_UI_PORT",
+    "TOKEN_FILE",
+    "Container",
+    "Stack",
+    "StackError",
+    "control_token_for_up",
+    "saved_token",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
-DEFAULT_PROJECT = "crashlab"
-
-# The long-running services a learner can break; the starter is one-shot.
-SERVICES = ("temporal", "bank", "worker")
-# The ports inside the containers (compose/compose.yaml publishes them).
-TEMPORAL_PORT = 7233
-TEMPORAL_UI_PORT = 8233
-# The bank's control API: the one the host reaches (the teller API, 8000, is for the
-# worker and the starter, and is not published).
-BANK_PORT = 8001
 # Where `make up` keeps the control token of an exposed lab, for later commands.
 TOKEN_FILE = ROOT / "build" / "bank-control-token"
 

@@ -34,8 +34,10 @@ from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.runtime import Runtime
 
 from bank.client import BankClient
-from bank.models import Fault
+from bank.models import Fault, FaultState
 from lab.invariants import check_bank
+from lab.levers import CATALOGUE, LabNow
+from lab.levers import describe_fault as describe_fault  # its older home
 from lab.stack import SERVICES, Container, Stack, StackError
 from worker.config import quiet_runtime
 from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME
@@ -600,6 +602,8 @@ class StatusReport:
     temporal: TemporalView
     bank: BankView
     taken_at: datetime
+    # Every lever on now (lab/levers.py), each with the command that undoes it.
+    levers: list[str] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
         """What needs the learner's attention, worst first; each a paragraph."""
@@ -613,7 +617,20 @@ async def collect(stack: Stack, *, call_timeout: float = CALL_TIMEOUT) -> Status
         temporal_view(stack, services, call_timeout=call_timeout),
         bank_view(stack, call_timeout=call_timeout),
     )
-    return StatusReport(stack.project, services, temporal, bank, datetime.now(UTC))
+    report = StatusReport(stack.project, services, temporal, bank, datetime.now(UTC))
+    report.levers = await asyncio.to_thread(levers_on_now, stack, bank)
+    return report
+
+
+def levers_on_now(stack: Stack, bank: BankView) -> list[str]:
+    """Each lever on now and how to undo it; the fault switch as the bank view read it."""
+    faults = None if bank.error else FaultState(**bank.faults)
+    lab = LabNow(stack, faults=faults)
+    try:
+        found = [lever for kind in CATALOGUE for lever in kind.on_now(lab)]
+    except StackError as err:
+        return [f"(Docker did not answer: {err})"]
+    return [f"{lever.describe()}: undo with `{lever.undo_hint()}`" for lever in found]
 
 
 def unserved_queues(report: StatusReport) -> dict[str, tuple[QueuePollers, list[OpenWorkflow]]]:
@@ -722,6 +739,9 @@ def render(report: StatusReport) -> list[str]:
         if service not in names:
             lines.append(f"  {service:<9} {'-':<28} no container (not created: `make up`)")
 
+    lines += ["", "Levers on now"]
+    lines += [f"  {text}" for text in report.levers] or ["  none: nothing is broken on purpose"]
+
     stranded = unserved_queues(report)
     lines += ["", "Open workflows"]
     if t.error:
@@ -780,16 +800,6 @@ def render(report: StatusReport) -> list[str]:
         for warning in warnings:
             lines += _wrap("!! ", warning)
     return lines
-
-
-def describe_fault(fault: Fault) -> str:
-    text = str(fault.mode)
-    if fault.rate < 1:
-        text += f" on {fault.rate:.0%} of calls"
-    if fault.latency_ms:
-        jitter = f" +/- {fault.jitter_ms} ms" if fault.jitter_ms else ""
-        text += f" ({fault.latency_ms} ms{jitter})"
-    return text
 
 
 def _temporal_error(error: str, services: Sequence[ServiceState]) -> str:

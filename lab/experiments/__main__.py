@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lab.constants import AMOUNT, DEFAULT_PROJECT, SOURCE, TARGET
 from lab.experiments import bugfix, compensation, crash, partition, print_numbers, task_queue
 from lab.experiments.kit import Outcome, Say
-from lab.stack import DEFAULT_PROJECT, Stack
+from lab.stack import Stack
 
 Options = dict[str, Any]
 
@@ -33,9 +34,9 @@ class Experiment:
     quick: Options  # short durations, for `all --quick`
 
 
-def _accounts(parser: argparse.ArgumentParser, amount: int = 250) -> None:
-    parser.add_argument("--from", dest="source", default="85-150", metavar="ACCOUNT")
-    parser.add_argument("--to", dest="target", default="43-812", metavar="ACCOUNT")
+def _accounts(parser: argparse.ArgumentParser, amount: int = AMOUNT) -> None:
+    parser.add_argument("--from", dest="source", default=SOURCE, metavar="ACCOUNT")
+    parser.add_argument("--to", dest="target", default=TARGET, metavar="ACCOUNT")
     parser.add_argument("--amount", type=int, default=amount, help=f"dollars (default {amount})")
 
 

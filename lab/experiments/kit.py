@@ -33,8 +33,10 @@ from temporalio.common import WorkflowIDReusePolicy
 
 from bank.client import BankClient
 from bank.models import Movement
+from lab.constants import SERVICES
 from lab.invariants import check_bank
-from lab.stack import ROOT, SERVICES, Stack
+from lab.levers import undo_all
+from lab.stack import ROOT, Stack
 from worker.shared import (
     MONEY_TRANSFER_TASK_QUEUE_NAME,
     MONEY_TRANSFER_WORKFLOW,
@@ -50,8 +52,6 @@ TransferHandle = WorkflowHandle[Any, str]
 WORKER_MOUNT = "/app/worker"
 # The file the worker writes once it polls Temporal (WORKER_READY_FILE in compose.yaml).
 WORKER_READY_FILE = "/tmp/worker-ready"
-# The tutorial's accounts and amount.
-SOURCE, TARGET, AMOUNT = "85-150", "43-812", 250
 
 
 class ExperimentError(Exception):
@@ -176,20 +176,9 @@ async def prepare(stack: Stack, n: Narrator) -> None:
 
 
 async def restore(stack: Stack) -> list[str]:
-    """Undo every lever: resume, reconnect and start what needs it, then wait until every
-    service is healthy. Returns what it had to do, for people."""
-    done: list[str] = []
-    for service in SERVICES:
-        for container in await lever(stack.containers, service):
-            if container.state == "paused":
-                done.append(f"{service} was paused: resumed it.")
-                await lever(stack.unpause, service)
-            elif container.state == "running" and not await lever(stack.is_connected, container):
-                done.append(f"{service} was cut off from the network: reconnected it.")
-                await lever(stack.reconnect, service)
-            elif container.state in ("exited", "created"):
-                done.append(f"{service} was not running: started it.")
-                await lever(stack.start, service, wait=False)
+    """Undo every lever on (lab/levers.py), then wait until every service is healthy.
+    Returns what it had to do, for people."""
+    done = await lever(undo_all, stack)
     for service in SERVICES:
         await lever(stack.wait_healthy, service, timeout=120)
     return done
