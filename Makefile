@@ -129,6 +129,17 @@ faults: $(VENV)/.installed ## Show the bank's fault switch
 faults-clear: $(VENV)/.installed ## Clear every bank fault
 	@$(LAB) fault clear
 
+.PHONY: link
+link: $(VENV)/.installed ## Slow, lose or reset one link: make link FROM=worker TO=bank DELAY_MS=300 [JITTER_MS=50] [LOSS_PCT=5] [RATE_KBIT=256] [RESET=1] [SECONDS=30]
+	@$(LAB) link $(FROM) $(TO) $(if $(DELAY_MS),--delay-ms $(DELAY_MS)) \
+		$(if $(JITTER_MS),--jitter-ms $(JITTER_MS)) $(if $(LOSS_PCT),--loss-pct $(LOSS_PCT)) \
+		$(if $(RATE_KBIT),--rate-kbit $(RATE_KBIT)) $(if $(RESET),--reset) \
+		$(if $(SECONDS),--seconds $(SECONDS))
+
+.PHONY: link-clear
+link-clear: $(VENV)/.installed ## Put every link back as it was
+	@$(LAB) link-clear
+
 # --- experiments: the source documents' steps, run and proven on the real stack ---
 
 EXPERIMENT := $(VENV)/bin/python -m lab.experiments
@@ -191,6 +202,7 @@ build: $(VENV)/.installed ## Build the images (only what changed; the first time
 	@compose/ensure-compose.sh
 	@compose/base/build-base.sh
 	@compose/runtime/build-runtime.sh
+	@compose/link/build-link.sh
 	$(SAY) "Building the service images (cached layers make this quick)..."
 	@# Without the buildx plugin Compose warns that it builds without Bake;
 	@# the result is the same, so that one line is dropped.

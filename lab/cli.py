@@ -33,12 +33,15 @@ from bank.exposure import is_exposed
 from bank.faults import MAX_LATENCY_MS, FaultSpecError, validate
 from bank.models import Fault, FaultMode, FaultState
 from lab import status as views
+from lab.constants import LINK_ENDS
 from lab.invariants import LedgerReport, check_bank
 from lab.levers import (
     FAULT_MODES,
     FAULT_OPERATIONS,
     Disconnect,
     Kill,
+    LabNow,
+    LinkFault,
     Pause,
     Stop,
     describe_fault,
@@ -80,6 +83,18 @@ PAUSE_VS_DISCONNECT = textwrap.fill(
     "were open go silent.",
     width=78,
 )
+
+# What a learner should see with a faulty link, by the server at its other end.
+LINK_NOTES = {
+    "temporal": (
+        "Workflows move on more slowly (each poll and each command crosses the link), and "
+        "nothing is lost: `make status` and the Temporal UI show them advancing."
+    ),
+    "bank": (
+        "Bank calls slow down or time out; a timed-out step is retried by Temporal with the "
+        "same idempotency key, so the ledger still moves each amount once: `make check`."
+    ),
+}
 
 # What a learner should know after a disconnect and a kill, per service.
 DISCONNECT_NOTES = Disconnect.AFTER
@@ -142,6 +157,22 @@ def milliseconds(text: str) -> int:
     return int(text)
 
 
+def percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 100:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text!r}: give a percentage from 0 to 100, e.g. 5")
+    return value
+
+
+def kbit(text: str) -> int:
+    if not text.isdigit() or int(text) < 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole kbit/s, 8 or more, e.g. 256")
+    return int(text)
+
+
 # --- the parser -------------------------------------------------------------
 
 
@@ -152,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
         description=(
             "Break the lab on purpose, and watch Temporal carry on.\n\n"
-            "Levers: kill, start, stop, pause, unpause, disconnect, reconnect, fault.\n"
+            "Levers: kill, start, stop, pause, unpause, disconnect, reconnect, fault, link,\n"
+            "        link-clear.\n"
             "Views:  status (one screen: services, open workflows, pollers, ledger), check.\n\n"
             + PAUSE_VS_DISCONNECT
         ),
@@ -293,6 +325,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fault_commands.add_parser("show", help="show the switch", description="Show the switch.")
 
+    link = commands.add_parser(
+        "link",
+        help=LinkFault.summary,
+        formatter_class=raw,
+        description=(
+            "Break the link between a client (worker, starter) and a server (temporal, bank), "
+            "both ways, and only that link:\n\n"
+            "  --delay-ms N [--jitter-ms J]  every packet N ms (+/- J) late each way: a round "
+            "trip takes 2N ms more\n"
+            "  --loss-pct P                  P% of the packets lost each way: TCP resends, "
+            "calls slow down or time out\n"
+            "  --rate-kbit K                 at most K kbit/s each way\n"
+            "  --reset                       every TCP connection reset (RST), new ones "
+            "refused\n\n"
+            "A helper container joins each end's network namespace with NET_ADMIN for the "
+            "length of the fault (the lab's containers gain nothing); `make link-clear` or "
+            "the end of --seconds takes every rule away."
+        ),
+    )
+    link.add_argument("a", choices=LINK_ENDS, metavar="FROM", help=" | ".join(LINK_ENDS))
+    link.add_argument("b", choices=LINK_ENDS, metavar="TO", help=" | ".join(LINK_ENDS))
+    link.add_argument("--delay-ms", type=milliseconds, default=0, help="delay each way")
+    link.add_argument("--jitter-ms", type=milliseconds, default=0, help="the delay varies by this")
+    link.add_argument("--loss-pct", type=percent, default=0.0, help="share of packets lost")
+    link.add_argument("--rate-kbit", type=kbit, default=0, help="bandwidth limit")
+    link.add_argument("--reset", action="store_true", help="reset every TCP connection")
+    how_long = link.add_mutually_exclusive_group()
+    how_long.add_argument(
+        "--seconds",
+        type=seconds,
+        default=30.0,
+        help=f"how long (default 30); 0 holds until `{PROG} link-clear`",
+    )
+    how_long.add_argument("--hold", action="store_true", help="hold until link-clear")
+    commands.add_parser(
+        "link-clear",
+        help="put every link back as it was",
+        description="Stop every link-fault helper: each takes its rules away as it stops.",
+    )
+
     view = commands.add_parser(
         "status",
         help="one screen: services, open workflows and where they wait, pollers, ledger",
@@ -385,6 +457,10 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         return cmd_token(stack, for_up=args.for_up, explain=args.explain)
     if command == "fault":
         return cmd_fault(stack, args)
+    if command == "link":
+        return cmd_link(stack, args)
+    if command == "link-clear":
+        return cmd_link_clear(stack)
     service: str = args.service
     found = _lab_containers(stack, service)
     if command == "kill":
@@ -748,6 +824,60 @@ def _switch(state: FaultState) -> str:
         for op, f in (("withdraw", state.withdraw), ("deposit", state.deposit))
     ]
     return "; ".join(parts)
+
+
+# --- link faults ------------------------------------------------------------
+
+
+def cmd_link(stack: Stack, args: argparse.Namespace) -> int:
+    hold_for = 0.0 if args.hold else args.seconds
+    fault = LinkFault.between(
+        args.a,
+        args.b,
+        delay_ms=args.delay_ms,
+        jitter_ms=args.jitter_ms,
+        loss_pct=args.loss_pct,
+        rate_kbit=args.rate_kbit,
+        reset=args.reset,
+        # The helpers end by themselves a little after the countdown: a safety net should
+        # this command be killed before it clears the link.
+        seconds=hold_for + 5 if hold_for else 0,
+    )
+    try:
+        fault.check()
+    except ValueError as err:
+        raise Refused(str(err)) from None
+    if not stack.containers():
+        raise Refused(_not_running(stack))
+    ends = fault.pull(stack)
+    say(f"{fault.describe()[0].upper()}{fault.describe()[1:]} ({' and '.join(ends)}).")
+    say(LINK_NOTES[fault.server])
+    if hold_for == 0:
+        say("It stays until `make link-clear`.")
+        _next_steps(stack)
+        return EXIT_OK
+    _next_steps(stack)
+    _hold(
+        f"link {fault.client}-{fault.server} faulty",
+        hold_for,
+        "clear it",
+        lambda: None if _clear(stack) else say("The link fault had ended by itself."),
+    )
+    return EXIT_OK
+
+
+def cmd_link_clear(stack: Stack) -> int:
+    if not _clear(stack):
+        say("No link fault is on: nothing to do.")
+    return EXIT_OK
+
+
+def _clear(stack: Stack) -> list[str]:
+    on = LinkFault.on_now(LabNow(stack))
+    for fault in on:
+        fault.undo(stack)
+        say(f"Cleared: {fault.describe()}.")
+    return [fault.describe() for fault in on]
 
 
 # --- the views --------------------------------------------------------------

@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
+import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, TypeVar
 
 from bank.client import BankClient
 from bank.models import Fault, FaultMode, FaultState
@@ -288,6 +291,200 @@ class BankFault(Lever):
         return [] if state is None else [cls(op, f) for op, f in _switch(state).items() if f]
 
 
+# The services that open connections, and those that answer them: a link joins one of each.
+CLIENTS = ("worker", "starter")
+SERVERS = ("temporal", "bank")
+# How long a helper may take to put its rules in place.
+LINK_READY_TIMEOUT = 30.0
+LINK_LABEL = "crashlab.link"
+
+
+@dataclass(frozen=True)
+class LinkFault(Lever):
+    """Delay (with jitter), loss, a bandwidth limit or resets on the link between a client
+    (the worker, the starter) and a server (Temporal, the bank), both ways.
+
+    Applied from outside: a short-lived helper container (crashlab/link, compose/link/)
+    joins each end's network namespace with NET_ADMIN and puts tc and netfilter rules on
+    the packets to the other end only; stopping it takes them away. The lab's containers
+    gain no capability. The delay is a relay in the client end's helper (see
+    compose/link/linkfault.py for why not netem).
+    """
+
+    command: ClassVar[str] = "link"
+    undo_command: ClassVar[str] = "link-clear"
+    make_target: ClassVar[str] = "link"
+    make_undo: ClassVar[str] = "link-clear"
+    summary: ClassVar[str] = (
+        "slow down, lose packets on, narrow or reset the link between two services"
+    )
+
+    client: str
+    server: str
+    delay_ms: int = 0
+    jitter_ms: int = 0
+    loss_pct: float = 0.0
+    rate_kbit: int = 0
+    reset: bool = False
+    seconds: float = 0.0  # the helpers take the fault away by themselves after this; 0: never
+
+    @classmethod
+    def between(cls, a: str, b: str, **settings: Any) -> LinkFault:
+        """The link between ``a`` and ``b`` in either order (FROM=bank TO=worker too)."""
+        if a in SERVERS and b in CLIENTS:
+            a, b = b, a
+        return cls(a, b, **settings)
+
+    def check(self) -> None:
+        """Raises ValueError with a message for people when the link or a setting is wrong."""
+        if self.client not in CLIENTS or self.server not in SERVERS:
+            raise ValueError(
+                f"no link between {self.client} and {self.server}: a link joins the worker or "
+                "the starter to Temporal or the bank (they open every connection)"
+            )
+        if not (self.delay_ms or self.loss_pct or self.rate_kbit or self.reset):
+            raise ValueError("say what to do to the link: a delay, a loss, a rate or resets")
+        if self.jitter_ms > self.delay_ms:
+            raise ValueError("the jitter cannot be more than the delay")
+        if not 0 <= self.loss_pct <= 100:
+            raise ValueError("the loss is a percentage, from 0 to 100")
+
+    @property
+    def image(self) -> str:
+        return f"crashlab/link:{os.environ.get('LAB_IMAGE_TAG') or 'latest'}"
+
+    def pull(self, stack: Stack) -> list[str]:
+        self.check()
+        on = LinkFault.on_now(LabNow(stack))
+        if on:
+            raise StackError(
+                f"a link fault is on already ({on[0].describe()}): `make link-clear` first"
+            )
+        if stack._run(["docker", "image", "inspect", self.image], False).returncode != 0:
+            raise StackError(f"The image {self.image} is missing: `make build` builds it.")
+        shared = set(stack.networks_of(self.client)) & set(stack.networks_of(self.server))
+        clients = self._running(stack, self.client)
+        servers = self._running(stack, self.server)
+        started = [self._helper(stack, c, servers, shared, delay=True) for c in clients] + [
+            self._helper(stack, c, clients, shared, delay=False) for c in servers
+        ]
+        self._wait_on(stack, started)
+        return [f"{c.name}" for c in clients + servers]
+
+    def _running(self, stack: Stack, service: str) -> list[Container]:
+        found = [c for c in stack.containers(service) if c.state == "running"]
+        if not found:
+            hint = " (it runs only during `make transfer`)" if service == "starter" else ""
+            raise StackError(f"no {service} container is running{hint}: nothing to link")
+        return found
+
+    def _helper(
+        self,
+        stack: Stack,
+        end: Container,
+        peers: Sequence[Container],
+        shared: set[str],
+        *,
+        delay: bool,
+    ) -> str:
+        """Starts the helper in ``end``'s network namespace; returns its name."""
+        addresses = [
+            ip for peer in peers for net, ip in stack.addresses(peer).items() if net in shared
+        ]
+        settings = [f"--peer={ip}" for ip in addresses]
+        if delay and self.delay_ms:
+            settings += [f"--delay-ms={self.delay_ms}", f"--jitter-ms={self.jitter_ms}"]
+        if self.loss_pct:
+            settings.append(f"--loss-pct={self.loss_pct:g}")
+        if self.rate_kbit:
+            settings.append(f"--rate-kbit={self.rate_kbit}")
+        if self.reset:
+            settings.append("--reset")
+        if self.seconds:
+            settings.append(f"--seconds={self.seconds:g}")
+        name = f"{end.name}-link"
+        stack._run(
+            [
+                "docker", "run", "--detach", "--rm", "--name", name,
+                f"--network=container:{end.id}", "--cap-add=NET_ADMIN",
+                f"--label={LINK_LABEL}.project={stack.project}",
+                f"--label={LINK_LABEL}={json.dumps(asdict(self))}",
+                self.image, *settings,
+            ],
+            True,
+        )  # fmt: skip
+        return name
+
+    def _wait_on(self, stack: Stack, names: Sequence[str]) -> None:
+        """Until every helper says its rules are in place (it prints "linkfault: on")."""
+        deadline = time.monotonic() + LINK_READY_TIMEOUT
+        waiting = list(names)
+        while waiting:
+            logs = stack._run(["docker", "logs", waiting[0]], False)
+            if "linkfault: on" in logs.stdout:
+                waiting.pop(0)
+                continue
+            if logs.returncode != 0 or "linkfault: off" in logs.stdout:
+                self.undo(stack)
+                raise StackError(
+                    f"the link fault could not be put in place ({waiting[0]}): "
+                    f"{(logs.stderr or logs.stdout).strip() or 'it stopped at once'}"
+                )
+            if time.monotonic() > deadline:
+                self.undo(stack)
+                raise StackError(f"{waiting[0]} did not put its rules in place in time")
+            time.sleep(0.1)
+
+    def undo(self, stack: Stack) -> list[str]:
+        helpers = _link_helpers(stack)
+        if helpers:
+            # SIGTERM: each helper takes its rules away, then Docker removes it (--rm).
+            stack._run(["docker", "stop", "--time", "10", *(h["ID"] for h in helpers)], False)
+        return [h["Names"] for h in helpers]
+
+    def describe(self) -> str:
+        parts = []
+        if self.delay_ms:
+            jitter = f" +/- {self.jitter_ms} ms" if self.jitter_ms else ""
+            parts.append(f"{self.delay_ms} ms{jitter} delay each way")
+        if self.loss_pct:
+            parts.append(f"{self.loss_pct:g}% packet loss")
+        if self.rate_kbit:
+            parts.append(f"{self.rate_kbit} kbit/s")
+        if self.reset:
+            parts.append("every TCP connection reset")
+        return f"link {self.client} <-> {self.server}: {', '.join(parts)}"
+
+    def undo_hint(self) -> str:
+        return "make link-clear"
+
+    @classmethod
+    def on_now(cls, lab: LabNow) -> list[Lever]:
+        found: list[Lever] = []
+        for helper in lab.link_helpers:
+            fault = cls(**json.loads(helper["fault"] or "{}"))
+            if fault not in found:
+                found.append(fault)
+        return found
+
+
+def _link_helpers(stack: Stack) -> list[dict[str, str]]:
+    """The running link-fault helpers of this project: ID, Names, and the fault (JSON)."""
+    out = stack._run(
+        [
+            "docker", "ps", "--filter", f"label={LINK_LABEL}.project={stack.project}",
+            "--format", "\t".join(
+                ("{{json .ID}}", "{{json .Names}}", f'{{{{json (.Label "{LINK_LABEL}")}}}}')
+            ),
+        ],
+        True,
+    )  # fmt: skip
+    rows = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
+    return [
+        {"ID": json.loads(i), "Names": json.loads(n), "fault": json.loads(f)} for i, n, f in rows
+    ]
+
+
 class LabNow:
     """The lab as the levers' ``on_now`` look at it: each thing read once, when first
     asked. A caller that has read something already (`status` reads the fault switch)
@@ -302,6 +499,10 @@ class LabNow:
     @functools.cached_property
     def containers(self) -> list[Container]:
         return self.stack.containers()
+
+    @functools.cached_property
+    def link_helpers(self) -> list[dict[str, str]]:
+        return _link_helpers(self.stack)
 
     def connected(self, c: Container) -> bool:
         try:
@@ -324,7 +525,7 @@ class LabNow:
         return self._faults
 
 
-CATALOGUE: tuple[type[Lever], ...] = (Kill, Stop, Pause, Disconnect, BankFault)
+CATALOGUE: tuple[type[Lever], ...] = (Kill, Stop, Pause, Disconnect, BankFault, LinkFault)
 
 
 def levers_on(stack: Stack) -> list[Lever]:
@@ -333,9 +534,10 @@ def levers_on(stack: Stack) -> list[Lever]:
     return [found for kind in CATALOGUE for found in kind.on_now(lab)]
 
 
-# The order levers come off in: a frozen container cannot be reconnected or stopped,
-# and the fault switch is reachable only once the bank runs again.
-UNDO_ORDER: tuple[type[Lever], ...] = (Pause, Disconnect, Kill, Stop, BankFault)
+# The order levers come off in: link helpers first (a helper in a frozen container's
+# namespace still stops), a frozen container cannot be reconnected or stopped, and the
+# fault switch is reachable only once the bank runs again.
+UNDO_ORDER: tuple[type[Lever], ...] = (LinkFault, Pause, Disconnect, Kill, Stop, BankFault)
 
 
 def undo_all(stack: Stack) -> list[str]:

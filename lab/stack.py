@@ -331,6 +331,19 @@ class Stack:
         attached = self._attached(container)
         return all(net in attached for net in self.links(container.service))
 
+    def addresses(self, container: Container) -> dict[str, str]:
+        """The container's IPv4 address on each network it is attached to."""
+        out = self._run(
+            ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container.id],
+            True,
+        )
+        networks = json.loads(out.stdout or "{}") or {}
+        return {net: spec["IPAddress"] for net, spec in networks.items() if spec.get("IPAddress")}
+
+    def networks_of(self, service: str) -> list[str]:
+        """The networks the Compose file puts a service on (their Docker names)."""
+        return self._networks.get(service, [])
+
     def _attached(self, container: Container) -> set[str]:
         out = self._run(
             ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container.id],

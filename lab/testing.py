@@ -54,6 +54,8 @@ class Lab(Stack):
         # The starter is a one-shot service outside the default profile, which
         # `up --build` would not build.
         self.compose("--profile", "tools", "build", "--quiet", "starter")
+        # The link-fault tool (make link, the soak) is built beside the services' images.
+        self._run([str(COMPOSE_FILE.parent / "link" / "build-link.sh")], True)
         self.compose_env.start()
         return self
 

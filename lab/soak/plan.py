@@ -23,6 +23,7 @@ from lab.levers import (
     Disconnect,
     Kill,
     Lever,
+    LinkFault,
     Pause,
     ServiceLever,
     Stop,
@@ -50,6 +51,9 @@ LEVER_OF_KIND: dict[str, type[Lever]] = {
     "bank-latency": BankFault,
     "bank-drop": BankFault,
     "bank-down": BankFault,
+    "link-delay": LinkFault,
+    "link-loss": LinkFault,
+    "link-reset": LinkFault,
 }
 BANK_MODE_OF_KIND = {
     "bank-error": FaultMode.ERROR,
@@ -77,6 +81,9 @@ KIND_HELP = {
     "bank-latency": "the bank's switch: answers 0.5 to 3 s late (with jitter)",
     "bank-drop": "the bank's switch: drop_response, the money moves, the answer is lost",
     "bank-down": "the bank's switch: every withdraw and deposit answers 503 bank_down",
+    "link-delay": "the link worker-Temporal or worker-bank 100 to 400 ms late each way",
+    "link-loss": "the link worker-Temporal or worker-bank loses 5% to 30% of its packets",
+    "link-reset": "every TCP connection on the link worker-Temporal or worker-bank reset",
 }
 BANK_OPS = FAULT_OPERATIONS
 RATES = (0.3, 0.5, 1.0)
@@ -119,11 +126,14 @@ class FaultSpec:
     target: str  # worker-2, bank, temporal; withdraw, deposit or all for the bank's switch
     hold: float  # seconds the fault lasts before it is undone
     rate: float = 1.0
-    latency_ms: int = 0
+    latency_ms: int = 0  # bank-latency, link-delay
     jitter_ms: int = 0
+    loss_pct: float = 0.0  # link-loss
 
     def describe(self) -> str:
         hold = f"{self.hold:g} s"
+        if LEVER_OF_KIND[self.kind] is LinkFault:
+            return f"{self.lever().describe()} for {hold}"
         share = "" if self.rate >= 1 else f" ({self.rate:.0%} of calls)"
         if self.kind.endswith("-kill"):
             return f"kill {self.target} (SIGKILL), start it again after {hold}"
@@ -143,8 +153,9 @@ class FaultSpec:
 
     @property
     def service(self) -> str | None:
-        """The container service a Docker-level fault acts on (None: the bank's switch)."""
-        if LEVER_OF_KIND[self.kind] is BankFault:
+        """The container service a fault stops or cuts off, to wait for its health after
+        the undo (None: the bank's switch and the link faults leave every container up)."""
+        if LEVER_OF_KIND[self.kind] in (BankFault, LinkFault):
             return None
         return self.target.split("-")[0]
 
@@ -158,6 +169,15 @@ class FaultSpec:
         kind = LEVER_OF_KIND[self.kind]
         if kind is BankFault:
             return BankFault(self.target, self.fault())
+        if kind is LinkFault:
+            return LinkFault(
+                "worker",
+                self.target,
+                delay_ms=self.latency_ms,
+                jitter_ms=self.jitter_ms,
+                loss_pct=self.loss_pct,
+                reset=self.kind == "link-reset",
+            )
         assert issubclass(kind, ServiceLever)
         return kind(self.target.split("-")[0], which)
 
@@ -222,6 +242,15 @@ def _target(rng: random.Random, kind: str, workers: int) -> dict[str, Any]:
     rate = rng.choice(RATES)
     latency = rng.randrange(500, 3001, 250)
     jitter = rng.randrange(0, latency // 2 + 1, 50)
+    server = rng.choice(("temporal", "bank"))
+    delay = rng.randrange(100, 401, 50)
+    loss = rng.choice((5.0, 10.0, 20.0, 30.0))
+    if kind == "link-delay":
+        return {"target": server, "latency_ms": delay, "jitter_ms": delay // 5}
+    if kind == "link-loss":
+        return {"target": server, "loss_pct": loss}
+    if kind == "link-reset":
+        return {"target": server}
     if kind == "worker-kill":
         return {"target": worker}
     if kind in ("bank-kill", "temporal-kill"):

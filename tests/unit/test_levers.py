@@ -36,6 +36,7 @@ from lab.levers import (
     Kill,
     LabNow,
     Lever,
+    LinkFault,
     Pause,
     ServiceLever,
     Stop,
@@ -149,6 +150,8 @@ def test_a_soak_fault_names_its_catalogue_lever() -> None:
         assert isinstance(pulled, soak.LEVER_OF_KIND[spec.kind])
         if isinstance(pulled, ServiceLever):
             assert pulled.service == spec.service
+        elif isinstance(pulled, LinkFault):
+            assert (pulled.client, pulled.server) == ("worker", spec.target)
         else:
             assert isinstance(pulled, BankFault)
             assert pulled.fault == spec.fault()
@@ -239,4 +242,44 @@ def test_undo_all_puts_every_container_lever_back() -> None:
 def test_undo_all_on_a_healthy_lab_does_nothing() -> None:
     lab = FakeStack()
     assert undo_all(lab) == []
+    assert lab.levers_pulled == []
+
+
+# --- link faults -------------------------------------------------------------------------
+
+
+def test_a_link_joins_a_client_to_a_server_whichever_end_comes_first() -> None:
+    assert LinkFault.between("bank", "worker", delay_ms=300) == LinkFault(
+        "worker", "bank", delay_ms=300
+    )
+    assert LinkFault.between("starter", "temporal", reset=True).server == "temporal"
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (LinkFault("worker", "worker", delay_ms=10), "no link between worker and worker"),
+        (LinkFault("temporal", "bank", delay_ms=10), "no link between temporal and bank"),
+        (LinkFault("worker", "bank"), "say what to do to the link"),
+        (LinkFault("worker", "bank", delay_ms=10, jitter_ms=20), "jitter cannot be more"),
+        (LinkFault("worker", "bank", loss_pct=150), "a percentage"),
+    ],
+)
+def test_a_link_fault_that_makes_no_sense_is_refused(fault: LinkFault, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fault.check()
+
+
+def test_a_link_fault_says_each_thing_it_does() -> None:
+    fault = LinkFault("worker", "temporal", delay_ms=300, jitter_ms=50, loss_pct=5, rate_kbit=256)
+    assert fault.describe() == (
+        "link worker <-> temporal: 300 ms +/- 50 ms delay each way, 5% packet loss, 256 kbit/s"
+    )
+    assert LinkFault("worker", "bank", reset=True).describe().endswith("connection reset")
+
+
+def test_the_cli_refuses_a_bad_link_before_touching_docker() -> None:
+    lab = FakeStack()
+    assert cli.main(["link", "worker", "bank"], stack_factory=lambda _: lab) == cli.EXIT_BAD_INPUT
+    assert cli.main(["link", "worker", "disk", "--reset"], stack_factory=lambda _: lab) == 2
     assert lab.levers_pulled == []
