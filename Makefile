@@ -130,10 +130,11 @@ faults-clear: $(VENV)/.installed ## Clear every bank fault
 	@$(LAB) fault clear
 
 .PHONY: link
-link: $(VENV)/.installed ## Slow, lose or reset one link: make link FROM=worker TO=bank DELAY_MS=300 [JITTER_MS=50] [LOSS_PCT=5] [RATE_KBIT=256] [RESET=1] [SECONDS=30]
+link: $(VENV)/.installed ## Slow, lose or reset one link: make link FROM=worker TO=bank DELAY_MS=300 [LOSS_PCT=5 RATE_KBIT=256 RESET=1 DIRECTION=back SECONDS=30]
 	@$(LAB) link $(FROM) $(TO) $(if $(DELAY_MS),--delay-ms $(DELAY_MS)) \
 		$(if $(JITTER_MS),--jitter-ms $(JITTER_MS)) $(if $(LOSS_PCT),--loss-pct $(LOSS_PCT)) \
 		$(if $(RATE_KBIT),--rate-kbit $(RATE_KBIT)) $(if $(RESET),--reset) \
+		$(if $(DIRECTION),--direction $(DIRECTION)) \
 		$(if $(SECONDS),--seconds $(SECONDS))
 
 .PHONY: link-clear
@@ -167,6 +168,10 @@ experiment-compensation: $(VENV)/.installed ## One attempt, deposit fails for go
 .PHONY: experiment-partition
 experiment-partition: $(VENV)/.installed ## Pause Temporal, cut the bank off: all transfers complete
 	@$(EXPERIMENT) partition $(ARGS)
+
+.PHONY: experiment-link
+experiment-link: $(VENV)/.installed ## A slow link to Temporal, then the bank's answers lost: nothing lost or doubled
+	@$(EXPERIMENT) link $(ARGS)
 
 .PHONY: experiment-task-queue
 experiment-task-queue: $(VENV)/.installed ## A mistyped task queue: the lab spots the stall, the fix ends it

@@ -36,6 +36,7 @@ from lab import status as views
 from lab.constants import LINK_ENDS
 from lab.invariants import LedgerReport, check_bank
 from lab.levers import (
+    DIRECTIONS,
     FAULT_MODES,
     FAULT_OPERATIONS,
     Disconnect,
@@ -351,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--loss-pct", type=percent, default=0.0, help="share of packets lost")
     link.add_argument("--rate-kbit", type=kbit, default=0, help="bandwidth limit")
     link.add_argument("--reset", action="store_true", help="reset every TCP connection")
+    link.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        default="both",
+        help="the packets the loss, rate and resets hit: both ways (default), there "
+        "(client to server) or back (the server's answers)",
+    )
     how_long = link.add_mutually_exclusive_group()
     how_long.add_argument(
         "--seconds",
@@ -839,6 +847,7 @@ def cmd_link(stack: Stack, args: argparse.Namespace) -> int:
         loss_pct=args.loss_pct,
         rate_kbit=args.rate_kbit,
         reset=args.reset,
+        direction=args.direction,
         # The helpers end by themselves a little after the countdown: a safety net should
         # this command be killed before it clears the link.
         seconds=hold_for + 5 if hold_for else 0,

@@ -297,6 +297,7 @@ SERVERS = ("temporal", "bank")
 # How long a helper may take to put its rules in place.
 LINK_READY_TIMEOUT = 30.0
 LINK_LABEL = "crashlab.link"
+DIRECTIONS = ("both", "there", "back")
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,9 @@ class LinkFault(Lever):
     loss_pct: float = 0.0
     rate_kbit: int = 0
     reset: bool = False
+    # Which packets the loss, the rate and the resets hit: both ways, only those going
+    # there (client to server), or only those coming back (the server's answers).
+    direction: str = "both"
     seconds: float = 0.0  # the helpers take the fault away by themselves after this; 0: never
 
     @classmethod
@@ -348,6 +352,8 @@ class LinkFault(Lever):
             raise ValueError("the jitter cannot be more than the delay")
         if not 0 <= self.loss_pct <= 100:
             raise ValueError("the loss is a percentage, from 0 to 100")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"the direction is one of {', '.join(DIRECTIONS)}")
 
     @property
     def image(self) -> str:
@@ -365,9 +371,14 @@ class LinkFault(Lever):
         shared = set(stack.networks_of(self.client)) & set(stack.networks_of(self.server))
         clients = self._running(stack, self.client)
         servers = self._running(stack, self.server)
-        started = [self._helper(stack, c, servers, shared, delay=True) for c in clients] + [
-            self._helper(stack, c, clients, shared, delay=False) for c in servers
+        # The client's helper shapes the packets going there (to the server), the server's
+        # those coming back; the delay is the client's relay, both ways.
+        there, back = self.direction in ("both", "there"), self.direction in ("both", "back")
+        started = [
+            *(self._helper(stack, c, servers, shared, delay=True, shape=there) for c in clients),
+            *(self._helper(stack, c, clients, shared, delay=False, shape=back) for c in servers),
         ]
+        started = [name for name in started if name]
         self._wait_on(stack, started)
         return [f"{c.name}" for c in clients + servers]
 
@@ -386,20 +397,25 @@ class LinkFault(Lever):
         shared: set[str],
         *,
         delay: bool,
+        shape: bool,
     ) -> str:
-        """Starts the helper in ``end``'s network namespace; returns its name."""
+        """Starts the helper in ``end``'s network namespace; returns its name ("" when this
+        end has nothing to do)."""
+        settings = []
+        if delay and self.delay_ms:
+            settings += [f"--delay-ms={self.delay_ms}", f"--jitter-ms={self.jitter_ms}"]
+        if shape and self.loss_pct:
+            settings.append(f"--loss-pct={self.loss_pct:g}")
+        if shape and self.rate_kbit:
+            settings.append(f"--rate-kbit={self.rate_kbit}")
+        if shape and self.reset:
+            settings.append("--reset")
+        if not settings:
+            return ""
         addresses = [
             ip for peer in peers for net, ip in stack.addresses(peer).items() if net in shared
         ]
-        settings = [f"--peer={ip}" for ip in addresses]
-        if delay and self.delay_ms:
-            settings += [f"--delay-ms={self.delay_ms}", f"--jitter-ms={self.jitter_ms}"]
-        if self.loss_pct:
-            settings.append(f"--loss-pct={self.loss_pct:g}")
-        if self.rate_kbit:
-            settings.append(f"--rate-kbit={self.rate_kbit}")
-        if self.reset:
-            settings.append("--reset")
+        settings += [f"--peer={ip}" for ip in addresses]
         if self.seconds:
             settings.append(f"--seconds={self.seconds:g}")
         name = f"{end.name}-link"
@@ -453,7 +469,15 @@ class LinkFault(Lever):
             parts.append(f"{self.rate_kbit} kbit/s")
         if self.reset:
             parts.append("every TCP connection reset")
-        return f"link {self.client} <-> {self.server}: {', '.join(parts)}"
+        ways = {
+            "both": "",
+            "there": f" ({self.client} to {self.server} only)",
+            "back": f" ({self.server} to {self.client} only)",
+        }
+        shaped = self.loss_pct or self.rate_kbit or self.reset
+        return f"link {self.client} <-> {self.server}: {', '.join(parts)}" + (
+            ways.get(self.direction, "") if shaped else ""
+        )
 
     def undo_hint(self) -> str:
         return "make link-clear"

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.constants import AMOUNT, DEFAULT_PROJECT, SOURCE, TARGET
-from lab.experiments import bugfix, compensation, crash, partition, print_numbers, task_queue
+from lab.experiments import (
+    bugfix,
+    compensation,
+    crash,
+    link,
+    partition,
+    print_numbers,
+    task_queue,
+)
 from lab.experiments.kit import Outcome, Say
 from lab.stack import Stack
 
@@ -72,6 +80,12 @@ def _bugfix_args(p: argparse.ArgumentParser) -> None:
         help="switch: a fault on the bank; code: the tutorial's edit of activities.py",
     )
     _accounts(p)
+
+
+def _link_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--delay-ms", type=int, default=200, help="the slow link's delay each way")
+    p.add_argument("--loss-seconds", type=float, default=10.0, help="how long every packet is lost")
+    p.add_argument("--transfers", type=int, default=3, help="transfers per round (2 to 4)")
 
 
 def _partition_args(p: argparse.ArgumentParser) -> None:
@@ -150,6 +164,15 @@ EXPERIMENTS = (
             "ways": _both(a.way, partition.WAYS),
         },
         {"seconds_down": 5.0},
+    ),
+    Experiment(
+        link.NAME,
+        link.TITLE,
+        "the tutorial's partition mission, one link at a time (make link)",
+        link.run,
+        _link_args,
+        lambda a: {"delay_ms": a.delay_ms, "transfers": a.transfers},
+        {},
     ),
     Experiment(
         task_queue.NAME,
