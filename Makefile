@@ -141,6 +141,10 @@ link: $(VENV)/.installed ## Slow, lose or reset one link: make link FROM=worker 
 link-clear: $(VENV)/.installed ## Put every link back as it was
 	@$(LAB) link-clear
 
+.PHONY: panel
+panel: $(VENV)/.installed ## Every lever on a web page, with the transfers and a timeline (PANEL_PORT=8090)
+	@$(VENV)/bin/python -m lab.panel
+
 # --- experiments: the source documents' steps, run and proven on the real stack ---
 
 EXPERIMENT := $(VENV)/bin/python -m lab.experiments

@@ -516,9 +516,16 @@ class LabNow:
 
     _UNREAD: ClassVar[object] = object()
 
-    def __init__(self, stack: Stack, *, faults: FaultState | object | None = _UNREAD) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        faults: FaultState | object | None = _UNREAD,
+        bank_timeout: float = BANK_TIMEOUT,
+    ) -> None:
         self.stack = stack
         self._faults = faults
+        self.bank_timeout = bank_timeout  # a frozen bank holds the question this long
 
     @functools.cached_property
     def containers(self) -> list[Container]:
@@ -544,7 +551,9 @@ class LabNow:
             if bank and bank[0].state == "running":
                 # A paused or cut-off bank: nothing to say about its switch.
                 with contextlib.suppress(Exception):
-                    self._faults = asyncio.run(_bank(self.stack, lambda b: b.faults()))
+                    self._faults = asyncio.run(
+                        _bank(self.stack, lambda b: b.faults(), self.bank_timeout)
+                    )
         assert self._faults is None or isinstance(self._faults, FaultState)
         return self._faults
 
@@ -596,6 +605,8 @@ def _switch(state: FaultState) -> dict[str, Fault | None]:
     return {"withdraw": state.withdraw, "deposit": state.deposit}
 
 
-async def _bank(stack: Stack, call: Callable[[BankClient], Awaitable[T]]) -> T:
-    async with BankClient(stack.bank_url, timeout=BANK_TIMEOUT, token=stack.token) as bank:
-        return await asyncio.wait_for(call(bank), BANK_TIMEOUT * 2)
+async def _bank(
+    stack: Stack, call: Callable[[BankClient], Awaitable[T]], within: float = BANK_TIMEOUT
+) -> T:
+    async with BankClient(stack.bank_url, timeout=within, token=stack.token) as bank:
+        return await asyncio.wait_for(call(bank), within * 2)
