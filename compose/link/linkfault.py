@@ -165,6 +165,9 @@ async def relay(delay: Delay) -> None:
         host = str(ipaddress.IPv4Address(packed))
         upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         upstream.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, int(MARK, 16))
+        # A relay forwards each chunk as it is due: no batching of small writes on top.
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         upstream.setblocking(False)
         try:
             await asyncio.sleep(delay.draw())  # the handshake crosses the slow link too

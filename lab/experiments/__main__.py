@@ -168,7 +168,7 @@ EXPERIMENTS = (
     Experiment(
         link.NAME,
         link.TITLE,
-        "the tutorial's partition mission, one link at a time (make link)",
+        "money-transfer tutorial part 2, its partition mission, one link at a time",
         link.run,
         _link_args,
         lambda a: {"delay_ms": a.delay_ms, "transfers": a.transfers},

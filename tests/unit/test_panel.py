@@ -4,8 +4,8 @@ tests/integration/test_panel.py clicks the page in Chromium on a real lab."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from bank.models import Fault, FaultMode
 from lab.levers import CATALOGUE, BankFault, Kill, LinkFault
@@ -48,26 +48,29 @@ def test_a_form_that_makes_no_lever_says_why(
         lever_from(command, form)
 
 
-def test_a_lever_needs_the_token_and_nothing_is_pulled_without_it() -> None:
+def panel(lab: FakeStack, token: str | None) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=make_app(lab, token))
+    return httpx.AsyncClient(transport=transport, base_url="http://panel")
+
+
+async def test_a_lever_needs_the_token_and_nothing_is_pulled_without_it() -> None:
     lab = FakeStack()
-    client = TestClient(make_app(lab, "s3cret"))
-    assert client.post("/api/levers/kill", json={"service": "worker"}).status_code == 401
-    wrong = {"authorization": "Bearer nope"}
-    assert (
-        client.post("/api/levers/kill", json={"service": "worker"}, headers=wrong).status_code
-        == 401
-    )
-    assert lab.levers_pulled == []
-    right = {"authorization": "Bearer s3cret"}
-    answer = client.post("/api/levers/kill", json={"service": "worker"}, headers=right)
+    kill = {"service": "worker"}
+    async with panel(lab, "s3cret") as client:
+        assert (await client.post("/api/levers/kill", json=kill)).status_code == 401
+        wrong = {"authorization": "Bearer nope"}
+        assert (await client.post("/api/levers/kill", json=kill, headers=wrong)).status_code == 401
+        assert lab.levers_pulled == []
+        right = {"authorization": "Bearer s3cret"}
+        answer = await client.post("/api/levers/kill", json=kill, headers=right)
     assert answer.status_code == 200, answer.text
     assert answer.json()["lever"] == "worker killed (SIGKILL)"
     assert [cmd[1] for cmd in lab.levers_pulled] == ["kill"]
 
 
-def test_a_refused_form_is_a_400_with_the_reason() -> None:
-    client = TestClient(make_app(FakeStack(), None))
-    answer = client.post("/api/levers/kill", json={"service": "database"})
+async def test_a_refused_form_is_a_400_with_the_reason() -> None:
+    async with panel(FakeStack(), None) as client:
+        answer = await client.post("/api/levers/kill", json={"service": "database"})
     assert answer.status_code == 400
     assert "the service is one of" in answer.json()["detail"]
 
