@@ -32,6 +32,9 @@ from lab.stack import Container, Stack, StackError
 
 T = TypeVar("T")
 
+# How long `restore` waits for each service to be healthy again (Temporal's start_period
+# is 60 s; a loaded machine takes longer).
+HEALTHY_WITHIN = 120.0
 # How long a bank call of a lever may take before the lever gives up.
 BANK_TIMEOUT = 5.0
 
@@ -571,6 +574,21 @@ def levers_on(stack: Stack) -> list[Lever]:
 # namespace still stops), a frozen container cannot be reconnected or stopped, and the
 # fault switch is reachable only once the bank runs again.
 UNDO_ORDER: tuple[type[Lever], ...] = (LinkFault, Pause, Disconnect, Kill, Stop, BankFault)
+
+
+async def in_thread(action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Pulls a lever (a blocking docker or HTTP call) from async code without blocking the
+    event loop, so whatever watches the workflows keeps watching meanwhile."""
+    return await asyncio.to_thread(action, *args, **kwargs)
+
+
+async def restore(stack: Stack) -> list[str]:
+    """Undoes every lever on, then waits until every service is healthy. Returns what it
+    had to do, for people."""
+    done = await in_thread(undo_all, stack)
+    for service in SERVICES:
+        await in_thread(stack.wait_healthy, service, timeout=HEALTHY_WITHIN)
+    return done
 
 
 def undo_all(stack: Stack) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -31,7 +31,6 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
-from temporalio.runtime import Runtime
 
 from bank.client import BankClient
 from bank.models import Fault, FaultState
@@ -39,7 +38,12 @@ from lab.invariants import check_bank
 from lab.levers import CATALOGUE, LabNow
 from lab.levers import describe_fault as describe_fault  # its older home
 from lab.stack import SERVICES, Container, Stack, StackError
-from worker.config import quiet_runtime
+from lab.temporal import CALL_TIMEOUT as CALL_TIMEOUT  # re-exported: their older home
+from lab.temporal import TEMPORAL_SILENT as TEMPORAL_SILENT
+from lab.temporal import Unreachable as Unreachable
+from lab.temporal import connect_temporal as connect_temporal
+from lab.temporal import runtime as runtime
+from lab.temporal import within as _within
 from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME
 
 T = TypeVar("T")
@@ -47,8 +51,6 @@ T = TypeVar("T")
 # The lab's task queues: the worker container polls the transfers' queue; module 1's
 # queue is polled by the process that runs it (run_workflow.py, make print-numbers).
 LAB_TASK_QUEUES = (MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME)
-# How long any one Temporal or bank call may take before we say it does not answer.
-CALL_TIMEOUT = 3.0  # seconds
 # A worker's poll is a long poll: the server holds it up to a minute when there is no
 # work, so an idle, healthy worker can show a last access up to ~60 s old. Older than
 # this, the poller has stopped polling (the server keeps listing it for minutes).
@@ -56,14 +58,7 @@ STALE_POLLER_SECONDS = 70.0
 # At most this many open workflows are described one by one.
 MAX_WORKFLOWS = 50
 
-TEMPORAL_SILENT = "Temporal does not answer (paused? killed?)"
 BANK_SILENT = "The bank does not answer (paused? killed? disconnected?)"
-
-_runtime: Runtime | None = None
-
-
-class Unreachable(Exception):
-    """A service did not answer in time; the message says so for people."""
 
 
 # --- the containers -----------------------------------------------------------
@@ -153,33 +148,6 @@ def _connected(stack: Stack, c: Container) -> bool | None:
 
 
 # --- Temporal -----------------------------------------------------------------
-
-
-def runtime() -> Runtime:
-    """One quiet SDK runtime per process: the core's retry warnings stay off the screen."""
-    global _runtime
-    if _runtime is None:
-        _runtime = quiet_runtime()
-    return _runtime
-
-
-async def _within(call: Awaitable[T], call_timeout: float, what: str = TEMPORAL_SILENT) -> T:
-    try:
-        return await asyncio.wait_for(call, call_timeout)
-    except TimeoutError:
-        raise Unreachable(f"{what}: no answer within {call_timeout:g} s") from None
-
-
-async def connect_temporal(address: str, *, call_timeout: float = CALL_TIMEOUT) -> Client:
-    """A client, or Unreachable. Connecting to a paused server hangs: hence the deadline."""
-    try:
-        return await _within(
-            Client.connect(address, runtime=runtime()),
-            call_timeout,
-            f"{TEMPORAL_SILENT} at {address}",
-        )
-    except RuntimeError as err:  # "Failed client connect: ..." (refused, reset)
-        raise Unreachable(f"{TEMPORAL_SILENT} at {address}: {err}") from err
 
 
 @dataclass

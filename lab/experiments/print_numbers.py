@@ -17,6 +17,7 @@ import time
 
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from lab.experiments.kit import (
     ExperimentError,
@@ -139,7 +140,12 @@ async def _workflow(stack: Stack, n: Narrator, pause: float, down: float) -> Non
     converter = client.data_converter.payload_converter
 
     async def numbers_done() -> list[int] | None:
-        history = await handle.fetch_history()
+        try:
+            history = await handle.fetch_history()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None  # the process has not started the workflow yet
+            raise
         done = [
             converter.from_payloads(r.payloads, [int])[0]
             for r in records_named(history, ACTIVITY)

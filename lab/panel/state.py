@@ -23,13 +23,8 @@ from lab.levers import (
     Lever,
 )
 from lab.stack import Stack, StackError
-from lab.status import (
-    TEMPORAL_SILENT,
-    Unreachable,
-    connect_temporal,
-    open_workflows,
-    service_states,
-)
+from lab.status import open_workflows, service_states
+from lab.temporal import TEMPORAL_SILENT, Unreachable, connect_temporal
 from worker.shared import MONEY_TRANSFER_WORKFLOW
 
 CALL_TIMEOUT = 3.0

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from lab.experiments.kit import lever, restore
-from lab.levers import BankFault
+from lab.levers import BankFault, restore
+from lab.levers import in_thread as lever
 from lab.soak.clock import PlannedClock, Timeline
 from lab.soak.connections import Connections
 from lab.soak.plan import FaultSpec, Schedule

@@ -12,9 +12,9 @@ from typing import Any
 from temporalio.client import Client
 
 from bank.client import BankClient
-from lab.experiments.kit import lever
+from lab.levers import in_thread as lever
 from lab.stack import Stack, StackError
-from lab.status import Unreachable, connect_temporal
+from lab.temporal import Unreachable, connect_temporal
 
 
 class Connections:

@@ -11,8 +11,9 @@ import uuid
 from datetime import UTC, datetime
 
 from lab.constants import SERVICES
-from lab.experiments.kit import lever, restore
 from lab.invariants import check_bank
+from lab.levers import in_thread as lever
+from lab.levers import restore
 from lab.soak.chaos import Chaos
 from lab.soak.clock import PlannedClock, Say, Timeline
 from lab.soak.connections import Connections
@@ -23,7 +24,7 @@ from lab.soak.settle import settle
 from lab.soak.traffic import Traffic
 from lab.soak.verdict import fresh_invariants
 from lab.stack import Stack
-from lab.status import Unreachable
+from lab.temporal import Unreachable
 
 __all__ = ["Say", "Soak", "soak"]
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from bank.models import Movement
-from lab.experiments.kit import ledger_after, transfer_id
 from lab.invariants import LedgerReport, check_bank, split_key
 from lab.soak.clock import Timeline
 from lab.soak.connections import Connections
@@ -26,6 +25,7 @@ from lab.soak.verdict import (
     check_outcome,
     measure_recoveries,
 )
+from lab.transfers import ledger_after, transfer_id
 from worker.shared import MONEY_TRANSFER_WORKFLOW
 
 

@@ -13,11 +13,11 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from lab.experiments.kit import transfer_id
 from lab.soak.clock import PlannedClock, Timeline
 from lab.soak.connections import Connections
 from lab.soak.plan import Releases
 from lab.soak.records import SoakResult, TransferRecord
+from lab.transfers import transfer_id
 from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, MONEY_TRANSFER_WORKFLOW
 
 
