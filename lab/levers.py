@@ -9,7 +9,7 @@ the experiments and the panel read it, and tests/unit/test_levers.py fails until
 new lever appears everywhere it must.
 
 Pulling and undoing are blocking Docker or HTTP calls; async callers run them in a
-thread (``asyncio.to_thread``) so their watchers keep watching.
+thread (``in_thread``) so their watchers keep watching.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Lever(ABC):
 
     # The lever's name, and the CLI command (`python -m lab <command>`) that pulls it.
     command: ClassVar[str]
-    # The CLI command (and Makefile target) that undoes it.
+    # The CLI command that undoes it.
     undo_command: ClassVar[str]
     # The Makefile targets that pull and undo it.
     make_target: ClassVar[str]
@@ -369,7 +369,7 @@ class LinkFault(Lever):
             raise StackError(
                 f"a link fault is on already ({on[0].describe()}): `make link-clear` first"
             )
-        if stack._run(["docker", "image", "inspect", self.image], False).returncode != 0:
+        if stack.docker("image", "inspect", self.image, check=False).returncode != 0:
             raise StackError(f"The image {self.image} is missing: `make build` builds it.")
         shared = set(stack.networks_of(self.client)) & set(stack.networks_of(self.server))
         clients = self._running(stack, self.client)
@@ -422,15 +422,12 @@ class LinkFault(Lever):
         if self.seconds:
             settings.append(f"--seconds={self.seconds:g}")
         name = f"{end.name}-link"
-        stack._run(
-            [
-                "docker", "run", "--detach", "--rm", "--name", name,
-                f"--network=container:{end.id}", "--cap-add=NET_ADMIN",
-                f"--label={LINK_LABEL}.project={stack.project}",
-                f"--label={LINK_LABEL}={json.dumps(asdict(self))}",
-                self.image, *settings,
-            ],
-            True,
+        stack.docker(
+            "run", "--detach", "--rm", "--name", name,
+            f"--network=container:{end.id}", "--cap-add=NET_ADMIN",
+            f"--label={LINK_LABEL}.project={stack.project}",
+            f"--label={LINK_LABEL}={json.dumps(asdict(self))}",
+            self.image, *settings,
         )  # fmt: skip
         return name
 
@@ -439,7 +436,7 @@ class LinkFault(Lever):
         deadline = time.monotonic() + LINK_READY_TIMEOUT
         waiting = list(names)
         while waiting:
-            logs = stack._run(["docker", "logs", waiting[0]], False)
+            logs = stack.docker("logs", waiting[0], check=False)
             if "linkfault: on" in logs.stdout:
                 waiting.pop(0)
                 continue
@@ -458,7 +455,7 @@ class LinkFault(Lever):
         helpers = _link_helpers(stack)
         if helpers:
             # SIGTERM: each helper takes its rules away, then Docker removes it (--rm).
-            stack._run(["docker", "stop", "--time", "10", *(h["ID"] for h in helpers)], False)
+            stack.docker("stop", "--time", "10", *(h["ID"] for h in helpers), check=False)
         return [h["Names"] for h in helpers]
 
     def describe(self) -> str:
@@ -497,14 +494,11 @@ class LinkFault(Lever):
 
 def _link_helpers(stack: Stack) -> list[dict[str, str]]:
     """The running link-fault helpers of this project: ID, Names, and the fault (JSON)."""
-    out = stack._run(
-        [
-            "docker", "ps", "--filter", f"label={LINK_LABEL}.project={stack.project}",
-            "--format", "\t".join(
-                ("{{json .ID}}", "{{json .Names}}", f'{{{{json (.Label "{LINK_LABEL}")}}}}')
-            ),
-        ],
-        True,
+    out = stack.docker(
+        "ps", "--filter", f"label={LINK_LABEL}.project={stack.project}",
+        "--format", "\t".join(
+            ("{{json .ID}}", "{{json .Names}}", f'{{{{json (.Label "{LINK_LABEL}")}}}}')
+        ),
     )  # fmt: skip
     rows = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
     return [

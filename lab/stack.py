@@ -122,6 +122,10 @@ class Stack:
             ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", self.project, *args], check
         )
 
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A `docker` command (the link faults' helpers are plain containers, not Compose's)."""
+        return self._run(["docker", *args], check)
+
     def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             cmd, capture_output=True, text=True, env={**os.environ, **self.env}, check=False
