@@ -123,6 +123,13 @@ def test_the_soak_sets_each_bank_fault_mode_or_says_why_not(mode: FaultMode) -> 
 
 
 @MODES
+def test_the_banks_page_offers_each_fault_mode(mode: FaultMode) -> None:
+    page = (ROOT / "services" / "bank" / "page.html").read_text()
+    [listed] = re.findall(r"^const MODES = \[(.*)\];$", page, re.MULTILINE)
+    assert f'"{mode.value}"' in listed
+
+
+@MODES
 def test_the_cli_help_lists_each_bank_fault_mode(mode: FaultMode) -> None:
     assert mode.value in (cli_parsers()["fault"].description or "")
 
