@@ -21,7 +21,7 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -518,21 +518,27 @@ class LabNow:
         stack: Stack,
         *,
         faults: FaultState | object | None = _UNREAD,
+        containers: Sequence[Container] | None = None,
+        connected: Mapping[str, bool] | None = None,
         bank_timeout: float = BANK_TIMEOUT,
     ) -> None:
         self.stack = stack
         self._faults = faults
+        self._containers = None if containers is None else list(containers)
+        self._connected = dict(connected or {})  # container id -> on all its networks
         self.bank_timeout = bank_timeout  # a frozen bank holds the question this long
 
     @functools.cached_property
     def containers(self) -> list[Container]:
-        return self.stack.containers()
+        return self._containers if self._containers is not None else self.stack.containers()
 
     @functools.cached_property
     def link_helpers(self) -> list[dict[str, str]]:
         return _link_helpers(self.stack)
 
     def connected(self, c: Container) -> bool:
+        if c.id in self._connected:
+            return self._connected[c.id]
         try:
             return self.stack.is_connected(c)
         except StackError:

@@ -586,14 +586,20 @@ async def collect(stack: Stack, *, call_timeout: float = CALL_TIMEOUT) -> Status
         bank_view(stack, call_timeout=call_timeout),
     )
     report = StatusReport(stack.project, services, temporal, bank, datetime.now(UTC))
-    report.levers = await asyncio.to_thread(levers_on_now, stack, bank)
+    report.levers = await asyncio.to_thread(levers_on_now, stack, bank, services)
     return report
 
 
-def levers_on_now(stack: Stack, bank: BankView) -> list[str]:
-    """Each lever on now and how to undo it; the fault switch as the bank view read it."""
+def levers_on_now(stack: Stack, bank: BankView, services: Sequence[ServiceState]) -> list[str]:
+    """Each lever on now and how to undo it, from what the rest of the status has read
+    already: the containers, their connections, the fault switch."""
     faults = None if bank.error else FaultState(**bank.faults)
-    lab = LabNow(stack, faults=faults)
+    containers = [
+        Container(s.container_id, s.name, s.service, s.state, s.health, s.exit_code)
+        for s in services
+    ]
+    connected = {s.container_id: s.connected for s in services if s.connected is not None}
+    lab = LabNow(stack, faults=faults, containers=containers, connected=connected)
     try:
         found = [lever for kind in CATALOGUE for lever in kind.on_now(lab)]
     except StackError as err:
