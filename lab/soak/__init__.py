@@ -4,7 +4,8 @@ breaking the lab underneath them, and the bank's invariants checked all along.
 While the transfers run (MoneyTransfer, started from this machine, each with its own
 reference id), faults follow one another: a worker, the bank or Temporal killed and
 started again, a service paused or cut off the network for a few seconds, the bank's
-fault switch set to error, latency, drop_response or down. Each fault is undone before
+fault switch set to error, latency, drop_response or down, the worker's link to Temporal
+or the bank slowed, made lossy or reset. Each fault is undone before
 the next one (and in any case when the soak stops, Ctrl+C included). The schedule comes
 from ``random.Random(seed)``: the same --seed (and the same options) gives the same
 faults at the same planned times, and the same transfers on a freshly seeded bank.
