@@ -129,6 +129,22 @@ faults: $(VENV)/.installed ## Show the bank's fault switch
 faults-clear: $(VENV)/.installed ## Clear every bank fault
 	@$(LAB) fault clear
 
+.PHONY: link
+link: $(VENV)/.installed ## Slow, lose or reset one link: make link FROM=worker TO=bank DELAY_MS=300 [LOSS_PCT=5 RATE_KBIT=256 RESET=1 DIRECTION=back SECONDS=30]
+	@$(LAB) link $(FROM) $(TO) $(if $(DELAY_MS),--delay-ms $(DELAY_MS)) \
+		$(if $(JITTER_MS),--jitter-ms $(JITTER_MS)) $(if $(LOSS_PCT),--loss-pct $(LOSS_PCT)) \
+		$(if $(RATE_KBIT),--rate-kbit $(RATE_KBIT)) $(if $(RESET),--reset) \
+		$(if $(DIRECTION),--direction $(DIRECTION)) \
+		$(if $(SECONDS),--seconds $(SECONDS))
+
+.PHONY: link-clear
+link-clear: $(VENV)/.installed ## Put every link back as it was
+	@$(LAB) link-clear
+
+.PHONY: panel
+panel: $(VENV)/.installed ## Every lever on a web page, with the transfers and a timeline (PANEL_PORT=8090)
+	@$(VENV)/bin/python -m lab.panel
+
 # --- experiments: the source documents' steps, run and proven on the real stack ---
 
 EXPERIMENT := $(VENV)/bin/python -m lab.experiments
@@ -156,6 +172,10 @@ experiment-compensation: $(VENV)/.installed ## One attempt, deposit fails for go
 .PHONY: experiment-partition
 experiment-partition: $(VENV)/.installed ## Pause Temporal, cut the bank off: all transfers complete
 	@$(EXPERIMENT) partition $(ARGS)
+
+.PHONY: experiment-link
+experiment-link: $(VENV)/.installed ## A slow link to Temporal, then the bank's answers lost: nothing lost or doubled
+	@$(EXPERIMENT) link $(ARGS)
 
 .PHONY: experiment-task-queue
 experiment-task-queue: $(VENV)/.installed ## A mistyped task queue: the lab spots the stall, the fix ends it
@@ -200,6 +220,7 @@ build: $(VENV)/.installed ## Build the images (only what changed; the first time
 	@compose/ensure-compose.sh
 	@compose/base/build-base.sh
 	@compose/runtime/build-runtime.sh
+	@compose/link/build-link.sh
 	$(SAY) "Building the service images (cached layers make this quick)..."
 	@# Without the buildx plugin Compose warns that it builds without Bake;
 	@# the result is the same, so that one line is dropped.

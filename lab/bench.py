@@ -30,13 +30,14 @@ from typing import Any
 from temporalio.client import Client
 
 from bank.models import Fault, FaultMode
+from lab.constants import SPARE_ACCOUNTS
 from lab.stack import ROOT, Stack
 from lab.testing import RANDOM_PORTS
 from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, MONEY_TRANSFER_WORKFLOW, PaymentDetails
 from worker.workflows import MoneyTransfer
 
 PROJECT = "crashlab-bench"
-ACCOUNTS = [f"10-{n:03d}" for n in range(1, 9)]
+ACCOUNTS = list(SPARE_ACCOUNTS)
 LEVELS = (1, 10, 50)
 
 

@@ -33,7 +33,20 @@ from bank.exposure import is_exposed
 from bank.faults import MAX_LATENCY_MS, FaultSpecError, validate
 from bank.models import Fault, FaultMode, FaultState
 from lab import status as views
+from lab.constants import LINK_ENDS
 from lab.invariants import LedgerReport, check_bank
+from lab.levers import (
+    DIRECTIONS,
+    FAULT_MODES,
+    FAULT_OPERATIONS,
+    Disconnect,
+    Kill,
+    LabNow,
+    LinkFault,
+    Pause,
+    Stop,
+    describe_fault,
+)
 from lab.stack import (
     BANK_PORT,
     DEFAULT_PROJECT,
@@ -60,16 +73,8 @@ COUNTDOWN_EVERY = 5.0
 clock = time.monotonic
 sleep = time.sleep
 
-FAULT_OPERATIONS = ("withdraw", "deposit", "all")
-MODE_HELP = {
-    FaultMode.ERROR: "the bank refuses the call at once (503 injected_fault); no money moves",
-    FaultMode.LATENCY: "the bank waits --latency-ms (+/- --jitter-ms), then works normally",
-    FaultMode.HANG: "the bank never answers and moves no money: the caller's timeout decides",
-    FaultMode.DROP_RESPONSE: (
-        "the bank moves the money, then never answers - the case that teaches idempotency"
-    ),
-    FaultMode.DOWN: "the bank answers 503 bank_down at once, as if it were down; no money moves",
-}
+# How the catalogue describes the bank's fault modes (one definition: lab/levers.py).
+MODE_HELP = FAULT_MODES
 
 PAUSE_VS_DISCONNECT = textwrap.fill(
     "pause vs disconnect: a PAUSED process (docker pause) is frozen but keeps its TCP "
@@ -80,36 +85,21 @@ PAUSE_VS_DISCONNECT = textwrap.fill(
     width=78,
 )
 
-# What a disconnect cuts, per service (lab/stack.py: Stack.links; compose/compose.yaml).
-DISCONNECT_NOTES = {
-    "worker": (
-        "It reaches neither Temporal nor the bank: its polls and its bank calls fail, and "
-        "Temporal times its activities out and retries them once it is back."
-    ),
+# What a learner should see with a faulty link, by the server at its other end.
+LINK_NOTES = {
     "temporal": (
-        "The worker and the starter cannot reach it, and neither can this machine: its "
-        "published ports (the UI, gRPC) are gone until it is reconnected."
+        "Workflows move on more slowly (each poll and each command crosses the link), and "
+        "nothing is lost: `make status` and the Temporal UI show them advancing."
     ),
     "bank": (
-        "The worker and the starter cannot reach it. This machine still can: its published "
-        "port lands on its control network, which the disconnect leaves alone, so its page, "
-        "`make status` and `make fault` keep working while the worker's calls fail."
+        "Bank calls slow down or time out; a timed-out step is retried by Temporal with the "
+        "same idempotency key, so the ledger still moves each amount once: `make check`."
     ),
 }
 
-KILL_NOTES = {
-    "worker": (
-        "Workflows keep their state in Temporal; start it again with `make start SERVICE=worker`."
-    ),
-    "temporal": (
-        "Its state is on disk (the temporal-data volume); the worker and the starter keep "
-        "retrying until it is back: `make start SERVICE=temporal`."
-    ),
-    "bank": (
-        "The ledger is committed in SQLite (the bank-data volume); activities retry until "
-        "it is back, and a restart clears the fault switch: `make start SERVICE=bank`."
-    ),
-}
+# What a learner should know after a disconnect and a kill, per service.
+DISCONNECT_NOTES = Disconnect.AFTER
+KILL_NOTES = Kill.AFTER
 
 
 class Refused(Exception):
@@ -168,6 +158,22 @@ def milliseconds(text: str) -> int:
     return int(text)
 
 
+def percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 100:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text!r}: give a percentage from 0 to 100, e.g. 5")
+    return value
+
+
+def kbit(text: str) -> int:
+    if not text.isdigit() or int(text) < 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole kbit/s, 8 or more, e.g. 256")
+    return int(text)
+
+
 # --- the parser -------------------------------------------------------------
 
 
@@ -178,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
         description=(
             "Break the lab on purpose, and watch Temporal carry on.\n\n"
-            "Levers: kill, start, stop, pause, unpause, disconnect, reconnect, fault.\n"
+            "Levers: kill, start, stop, pause, unpause, disconnect, reconnect, fault, link,\n"
+            "        link-clear.\n"
             "Views:  status (one screen: services, open workflows, pollers, ledger), check.\n\n"
             + PAUSE_VS_DISCONNECT
         ),
@@ -202,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     kill = service_command(
         "kill",
-        "SIGKILL a service: a crash, no shutdown code runs",
+        Kill.summary,
         "SIGKILL the service's container(s), as `docker kill` does: no shutdown code runs, "
         "in-flight work is cut off mid-step. Exit code 137.",
     )
@@ -220,20 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     service_command(
         "stop",
-        "stop a service gracefully (SIGTERM)",
+        Stop.summary,
         "Stop the service gracefully (SIGTERM, then SIGKILL after its grace period): the "
         "worker finishes in-flight activities and tells Temporal it is leaving.",
     )
     levers = {
         "pause": (
             "unpause",
-            "freeze a service (docker pause) for a while: it answers nothing",
+            Pause.summary,
             "Freeze the service's processes (docker pause), count down, then unpause it by "
             "itself. Ctrl+C unpauses at once.",
         ),
         "disconnect": (
             "reconnect",
-            "cut a service off the network for a while (a real partition)",
+            Disconnect.summary,
             "Disconnect the service from every network it shares with the other services "
             "(docker network disconnect), count down, then reconnect it under its service "
             "name. Ctrl+C reconnects at once. A disconnected Temporal loses its published "
@@ -318,6 +325,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="withdraw, deposit or all (default: all)",
     )
     fault_commands.add_parser("show", help="show the switch", description="Show the switch.")
+
+    link = commands.add_parser(
+        "link",
+        help=LinkFault.summary,
+        formatter_class=raw,
+        description=(
+            "Break the link between a client (worker, starter) and a server (temporal, bank), "
+            "both ways, and only that link:\n\n"
+            "  --delay-ms N [--jitter-ms J]  every packet N ms (+/- J) late each way: a round "
+            "trip takes 2N ms more\n"
+            "  --loss-pct P                  P% of the packets lost each way: TCP resends, "
+            "calls slow down or time out\n"
+            "  --rate-kbit K                 at most K kbit/s each way\n"
+            "  --reset                       every TCP connection reset (RST), new ones "
+            "refused\n\n"
+            "A helper container joins each end's network namespace with NET_ADMIN for the "
+            "length of the fault (the lab's containers gain nothing); `make link-clear` or "
+            "the end of --seconds takes every rule away."
+        ),
+    )
+    link.add_argument("a", choices=LINK_ENDS, metavar="FROM", help=" | ".join(LINK_ENDS))
+    link.add_argument("b", choices=LINK_ENDS, metavar="TO", help=" | ".join(LINK_ENDS))
+    link.add_argument("--delay-ms", type=milliseconds, default=0, help="delay each way")
+    link.add_argument("--jitter-ms", type=milliseconds, default=0, help="the delay varies by this")
+    link.add_argument("--loss-pct", type=percent, default=0.0, help="share of packets lost")
+    link.add_argument("--rate-kbit", type=kbit, default=0, help="bandwidth limit")
+    link.add_argument("--reset", action="store_true", help="reset every TCP connection")
+    link.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        default="both",
+        help="the packets the loss, rate and resets hit: both ways (default), there "
+        "(client to server) or back (the server's answers)",
+    )
+    how_long = link.add_mutually_exclusive_group()
+    how_long.add_argument(
+        "--seconds",
+        type=seconds,
+        default=30.0,
+        help=f"how long (default 30); 0 holds until `{PROG} link-clear`",
+    )
+    how_long.add_argument("--hold", action="store_true", help="hold until link-clear")
+    commands.add_parser(
+        "link-clear",
+        help="put every link back as it was",
+        description="Stop every link-fault helper: each takes its rules away as it stops.",
+    )
 
     view = commands.add_parser(
         "status",
@@ -411,6 +465,10 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         return cmd_token(stack, for_up=args.for_up, explain=args.explain)
     if command == "fault":
         return cmd_fault(stack, args)
+    if command == "link":
+        return cmd_link(stack, args)
+    if command == "link-clear":
+        return cmd_link_clear(stack)
     service: str = args.service
     found = _lab_containers(stack, service)
     if command == "kill":
@@ -476,8 +534,7 @@ def _next_steps(stack: Stack) -> None:
 
 def cmd_kill(stack: Stack, service: str, found: list[Container], choice: str) -> int:
     number = _pick(service, found, choice, ("running", "paused"))
-    killed = stack.kill(service, number)
-    names = ", ".join(c.name for c in killed)
+    names = ", ".join(Kill(service, number).pull(stack))
     say(f"Killed {names} (SIGKILL: no shutdown code ran). {KILL_NOTES[service]}")
     _next_steps(stack)
     return EXIT_OK
@@ -553,8 +610,7 @@ def cmd_pause(
     if all(c.state == "paused" for c in found):
         raise Refused(f"{service} is already paused: `make unpause SERVICE={service}` unfreezes it")
     number = _pick(service, found, choice, ("running",))
-    paused = stack.pause(service, number)
-    names = ", ".join(c.name for c in paused)
+    names = ", ".join(Pause(service, number).pull(stack))
     say(
         f"Paused {names}: frozen, its TCP connections stay open and nothing answers; "
         "callers hang until their own timeouts."
@@ -595,9 +651,9 @@ def cmd_disconnect(
             f"{', '.join(already)} is already disconnected: `make reconnect SERVICE={service}` "
             "plugs it back in"
         )
-    cut = stack.disconnect(service, number)
+    cut = Disconnect(service, number).pull(stack)
     say(
-        f"Disconnected {', '.join(c.name for c in cut)} from {_networks(stack, service)}. "
+        f"Disconnected {', '.join(cut)} from {_networks(stack, service)}. "
         f"New connections to it fail at once ('{service}' no longer resolves), open ones go "
         f"silent. {DISCONNECT_NOTES[service]}"
     )
@@ -704,7 +760,7 @@ def cmd_fault(stack: Stack, args: argparse.Namespace) -> int:
     if sub in FAULT_OPERATIONS:
         assert fault is not None
         target = "withdraw and deposit" if sub == "all" else sub
-        say(f"Fault set on {target}: {views.describe_fault(fault)}.")
+        say(f"Fault set on {target}: {describe_fault(fault)}.")
         say(f"  {fault.mode.value}: {MODE_HELP[fault.mode]}.")
     elif sub == "clear":
         say(f"Cleared {'every fault' if args.operation in (None, 'all') else args.operation}.")
@@ -772,10 +828,65 @@ async def _fault_call(
 
 def _switch(state: FaultState) -> str:
     parts = [
-        f"{op}: {views.describe_fault(f) if f else 'normal'}"
+        f"{op}: {describe_fault(f) if f else 'normal'}"
         for op, f in (("withdraw", state.withdraw), ("deposit", state.deposit))
     ]
     return "; ".join(parts)
+
+
+# --- link faults ------------------------------------------------------------
+
+
+def cmd_link(stack: Stack, args: argparse.Namespace) -> int:
+    hold_for = 0.0 if args.hold else args.seconds
+    fault = LinkFault.between(
+        args.a,
+        args.b,
+        delay_ms=args.delay_ms,
+        jitter_ms=args.jitter_ms,
+        loss_pct=args.loss_pct,
+        rate_kbit=args.rate_kbit,
+        reset=args.reset,
+        direction=args.direction,
+        # The helpers end by themselves a little after the countdown: a safety net should
+        # this command be killed before it clears the link.
+        seconds=hold_for + 5 if hold_for else 0,
+    )
+    try:
+        fault.check()
+    except ValueError as err:
+        raise Refused(str(err)) from None
+    if not stack.containers():
+        raise Refused(_not_running(stack))
+    ends = fault.pull(stack)
+    say(f"{fault.describe()[0].upper()}{fault.describe()[1:]} ({' and '.join(ends)}).")
+    say(LINK_NOTES[fault.server])
+    if hold_for == 0:
+        say("It stays until `make link-clear`.")
+        _next_steps(stack)
+        return EXIT_OK
+    _next_steps(stack)
+    _hold(
+        f"link {fault.client}-{fault.server} faulty",
+        hold_for,
+        "clear it",
+        lambda: None if _clear(stack) else say("The link fault had ended by itself."),
+    )
+    return EXIT_OK
+
+
+def cmd_link_clear(stack: Stack) -> int:
+    if not _clear(stack):
+        say("No link fault is on: nothing to do.")
+    return EXIT_OK
+
+
+def _clear(stack: Stack) -> list[str]:
+    on = LinkFault.on_now(LabNow(stack))
+    for fault in on:
+        fault.undo(stack)
+        say(f"Cleared: {fault.describe()}.")
+    return [fault.describe() for fault in on]
 
 
 # --- the views --------------------------------------------------------------

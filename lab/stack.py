@@ -26,19 +26,32 @@ from temporalio.client import Client
 
 from bank.client import BankClient
 from bank.exposure import is_exposed
+from lab.constants import (  # re-exported: lab.stack is where older code finds them
+    BANK_PORT,
+    DEFAULT_PROJECT,
+    SERVICES,
+    TEMPORAL_PORT,
+    TEMPORAL_UI_PORT,
+)
+
+__all__ = [
+    "BANK_PORT",
+    "COMPOSE_FILE",
+    "DEFAULT_PROJECT",
+    "ROOT",
+    "SERVICES",
+    "TEMPORAL_PORT",
+    "TEMPORAL_UI_PORT",
+    "TOKEN_FILE",
+    "Container",
+    "Stack",
+    "StackError",
+    "control_token_for_up",
+    "saved_token",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
-DEFAULT_PROJECT = "crashlab"
-
-# The long-running services a learner can break; the starter is one-shot.
-SERVICES = ("temporal", "bank", "worker")
-# The ports inside the containers (compose/compose.yaml publishes them).
-TEMPORAL_PORT = 7233
-TEMPORAL_UI_PORT = 8233
-# The bank's control API: the one the host reaches (the teller API, 8000, is for the
-# worker and the starter, and is not published).
-BANK_PORT = 8001
 # Where `make up` keeps the control token of an exposed lab, for later commands.
 TOKEN_FILE = ROOT / "build" / "bank-control-token"
 
@@ -108,6 +121,10 @@ class Stack:
         return self._run(
             ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", self.project, *args], check
         )
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A `docker` command (the link faults' helpers are plain containers, not Compose's)."""
+        return self._run(["docker", *args], check)
 
     def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -317,6 +334,19 @@ class Stack:
         """On every network its service shares with the others."""
         attached = self._attached(container)
         return all(net in attached for net in self.links(container.service))
+
+    def addresses(self, container: Container) -> dict[str, str]:
+        """The container's IPv4 address on each network it is attached to."""
+        out = self._run(
+            ["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container.id],
+            True,
+        )
+        networks = json.loads(out.stdout or "{}") or {}
+        return {net: spec["IPAddress"] for net, spec in networks.items() if spec.get("IPAddress")}
+
+    def networks_of(self, service: str) -> list[str]:
+        """The networks the Compose file puts a service on (their Docker names)."""
+        return self._networks.get(service, [])
 
     def _attached(self, container: Container) -> set[str]:
         out = self._run(

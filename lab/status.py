@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -31,13 +31,19 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowHandle
-from temporalio.runtime import Runtime
 
 from bank.client import BankClient
-from bank.models import Fault
+from bank.models import Fault, FaultState
 from lab.invariants import check_bank
+from lab.levers import CATALOGUE, LabNow
+from lab.levers import describe_fault as describe_fault  # its older home
 from lab.stack import SERVICES, Container, Stack, StackError
-from worker.config import quiet_runtime
+from lab.temporal import CALL_TIMEOUT as CALL_TIMEOUT  # re-exported: their older home
+from lab.temporal import TEMPORAL_SILENT as TEMPORAL_SILENT
+from lab.temporal import Unreachable as Unreachable
+from lab.temporal import connect_temporal as connect_temporal
+from lab.temporal import runtime as runtime
+from lab.temporal import within as _within
 from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME
 
 T = TypeVar("T")
@@ -45,8 +51,6 @@ T = TypeVar("T")
 # The lab's task queues: the worker container polls the transfers' queue; module 1's
 # queue is polled by the process that runs it (run_workflow.py, make print-numbers).
 LAB_TASK_QUEUES = (MONEY_TRANSFER_TASK_QUEUE_NAME, PRINT_NUMBERS_TASK_QUEUE_NAME)
-# How long any one Temporal or bank call may take before we say it does not answer.
-CALL_TIMEOUT = 3.0  # seconds
 # A worker's poll is a long poll: the server holds it up to a minute when there is no
 # work, so an idle, healthy worker can show a last access up to ~60 s old. Older than
 # this, the poller has stopped polling (the server keeps listing it for minutes).
@@ -54,14 +58,7 @@ STALE_POLLER_SECONDS = 70.0
 # At most this many open workflows are described one by one.
 MAX_WORKFLOWS = 50
 
-TEMPORAL_SILENT = "Temporal does not answer (paused? killed?)"
 BANK_SILENT = "The bank does not answer (paused? killed? disconnected?)"
-
-_runtime: Runtime | None = None
-
-
-class Unreachable(Exception):
-    """A service did not answer in time; the message says so for people."""
 
 
 # --- the containers -----------------------------------------------------------
@@ -151,33 +148,6 @@ def _connected(stack: Stack, c: Container) -> bool | None:
 
 
 # --- Temporal -----------------------------------------------------------------
-
-
-def runtime() -> Runtime:
-    """One quiet SDK runtime per process: the core's retry warnings stay off the screen."""
-    global _runtime
-    if _runtime is None:
-        _runtime = quiet_runtime()
-    return _runtime
-
-
-async def _within(call: Awaitable[T], call_timeout: float, what: str = TEMPORAL_SILENT) -> T:
-    try:
-        return await asyncio.wait_for(call, call_timeout)
-    except TimeoutError:
-        raise Unreachable(f"{what}: no answer within {call_timeout:g} s") from None
-
-
-async def connect_temporal(address: str, *, call_timeout: float = CALL_TIMEOUT) -> Client:
-    """A client, or Unreachable. Connecting to a paused server hangs: hence the deadline."""
-    try:
-        return await _within(
-            Client.connect(address, runtime=runtime()),
-            call_timeout,
-            f"{TEMPORAL_SILENT} at {address}",
-        )
-    except RuntimeError as err:  # "Failed client connect: ..." (refused, reset)
-        raise Unreachable(f"{TEMPORAL_SILENT} at {address}: {err}") from err
 
 
 @dataclass
@@ -603,6 +573,8 @@ class StatusReport:
     temporal: TemporalView
     bank: BankView
     taken_at: datetime
+    # Every lever on now (lab/levers.py), each with the command that undoes it.
+    levers: list[str] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
         """What needs the learner's attention, worst first; each a paragraph."""
@@ -616,7 +588,26 @@ async def collect(stack: Stack, *, call_timeout: float = CALL_TIMEOUT) -> Status
         temporal_view(stack, services, call_timeout=call_timeout),
         bank_view(stack, call_timeout=call_timeout),
     )
-    return StatusReport(stack.project, services, temporal, bank, datetime.now(UTC))
+    report = StatusReport(stack.project, services, temporal, bank, datetime.now(UTC))
+    report.levers = await asyncio.to_thread(levers_on_now, stack, bank, services)
+    return report
+
+
+def levers_on_now(stack: Stack, bank: BankView, services: Sequence[ServiceState]) -> list[str]:
+    """Each lever on now and how to undo it, from what the rest of the status has read
+    already: the containers, their connections, the fault switch."""
+    faults = None if bank.error else FaultState(**bank.faults)
+    containers = [
+        Container(s.container_id, s.name, s.service, s.state, s.health, s.exit_code)
+        for s in services
+    ]
+    connected = {s.container_id: s.connected for s in services if s.connected is not None}
+    lab = LabNow(stack, faults=faults, containers=containers, connected=connected)
+    try:
+        found = [lever for kind in CATALOGUE for lever in kind.on_now(lab)]
+    except StackError as err:
+        return [f"(Docker did not answer: {err})"]
+    return [f"{lever.describe()}: undo with `{lever.undo_hint()}`" for lever in found]
 
 
 def unserved_queues(report: StatusReport) -> dict[str, tuple[QueuePollers, list[OpenWorkflow]]]:
@@ -739,6 +730,9 @@ def render(report: StatusReport) -> list[str]:
         if service not in names:
             lines.append(f"  {service:<9} {'-':<28} no container (not created: `make up`)")
 
+    lines += ["", "Levers on now"]
+    lines += [f"  {text}" for text in report.levers] or ["  none: nothing is broken on purpose"]
+
     stranded = unserved_queues(report)
     lines += ["", "Open workflows"]
     if t.error:
@@ -797,16 +791,6 @@ def render(report: StatusReport) -> list[str]:
         for warning in warnings:
             lines += _wrap("!! ", warning)
     return lines
-
-
-def describe_fault(fault: Fault) -> str:
-    text = str(fault.mode)
-    if fault.rate < 1:
-        text += f" on {fault.rate:.0%} of calls"
-    if fault.latency_ms:
-        jitter = f" +/- {fault.jitter_ms} ms" if fault.jitter_ms else ""
-        text += f" ({fault.latency_ms} ms{jitter})"
-    return text
 
 
 def _temporal_error(error: str, services: Sequence[ServiceState]) -> str:

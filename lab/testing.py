@@ -54,6 +54,9 @@ class Lab(Stack):
         # The starter is a one-shot service outside the default profile, which
         # `up --build` would not build.
         self.compose("--profile", "tools", "build", "--quiet", "starter")
+        # The link-fault tool (make link, the soak) is built beside the services' images. A
+        # lab that cannot build it still starts: only its link levers say it is missing.
+        self._run([str(COMPOSE_FILE.parent / "link" / "build-link.sh")], False)
         self.compose_env.start()
         return self
 

@@ -15,17 +15,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lab.constants import AMOUNT, DEFAULT_PROJECT, SOURCE, TARGET
 from lab.experiments import (
     bugfix,
     compensation,
     crash,
+    link,
     partition,
     print_numbers,
     task_queue,
     versioning,
 )
 from lab.experiments.kit import Outcome, Say
-from lab.stack import DEFAULT_PROJECT, Stack
+from lab.stack import Stack
 
 Options = dict[str, Any]
 
@@ -41,9 +43,9 @@ class Experiment:
     quick: Options  # short durations, for `all --quick`
 
 
-def _accounts(parser: argparse.ArgumentParser, amount: int = 250) -> None:
-    parser.add_argument("--from", dest="source", default="85-150", metavar="ACCOUNT")
-    parser.add_argument("--to", dest="target", default="43-812", metavar="ACCOUNT")
+def _accounts(parser: argparse.ArgumentParser, amount: int = AMOUNT) -> None:
+    parser.add_argument("--from", dest="source", default=SOURCE, metavar="ACCOUNT")
+    parser.add_argument("--to", dest="target", default=TARGET, metavar="ACCOUNT")
     parser.add_argument("--amount", type=int, default=amount, help=f"dollars (default {amount})")
 
 
@@ -79,6 +81,12 @@ def _bugfix_args(p: argparse.ArgumentParser) -> None:
         help="switch: a fault on the bank; code: the tutorial's edit of activities.py",
     )
     _accounts(p)
+
+
+def _link_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--delay-ms", type=int, default=200, help="the slow link's delay each way")
+    p.add_argument("--loss-seconds", type=float, default=10.0, help="how long every packet is lost")
+    p.add_argument("--transfers", type=int, default=3, help="transfers per round (2 to 4)")
 
 
 def _partition_args(p: argparse.ArgumentParser) -> None:
@@ -161,6 +169,15 @@ EXPERIMENTS = (
             "ways": _both(a.way, partition.WAYS),
         },
         {"seconds_down": 5.0},
+    ),
+    Experiment(
+        link.NAME,
+        link.TITLE,
+        "money-transfer tutorial part 2, its partition mission, one link at a time",
+        link.run,
+        _link_args,
+        lambda a: {"delay_ms": a.delay_ms, "transfers": a.transfers},
+        {},
     ),
     Experiment(
         task_queue.NAME,

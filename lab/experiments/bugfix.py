@@ -25,10 +25,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from bank.client import BankClient
 from bank.models import Fault, FaultMode
+from lab.constants import AMOUNT, SOURCE, TARGET
 from lab.experiments.kit import (
-    AMOUNT,
-    SOURCE,
-    TARGET,
     ExperimentError,
     Narrator,
     Outcome,

@@ -19,10 +19,8 @@ from temporalio.exceptions import ApplicationError
 
 from bank.client import BankClient
 from bank.models import Fault, FaultMode
+from lab.constants import AMOUNT, SOURCE, TARGET
 from lab.experiments.kit import (
-    AMOUNT,
-    SOURCE,
-    TARGET,
     ExperimentError,
     Narrator,
     Outcome,

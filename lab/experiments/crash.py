@@ -16,10 +16,8 @@ from collections.abc import Sequence
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from bank.models import Fault, FaultMode
+from lab.constants import AMOUNT, SOURCE, TARGET
 from lab.experiments.kit import (
-    AMOUNT,
-    SOURCE,
-    TARGET,
     ExperimentError,
     Narrator,
     Outcome,

@@ -29,14 +29,20 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowHistory,
 )
-from temporalio.common import WorkflowIDReusePolicy
 
 from bank.client import BankClient
 from bank.models import Movement
+from lab.constants import SERVICES
 from lab.invariants import check_bank
-from lab.stack import ROOT, SERVICES, Stack
+from lab.levers import in_thread, restore
+from lab.stack import ROOT, Stack
+from lab.transfers import TransferHandle as TransferHandle
+from lab.transfers import ledger_after as ledger_after
+from lab.transfers import ledger_end as ledger_end
+from lab.transfers import rows as rows
+from lab.transfers import start_transfer as start_transfer
+from lab.transfers import transfer_id as transfer_id
 from worker.shared import (
-    MONEY_TRANSFER_TASK_QUEUE_NAME,
     MONEY_TRANSFER_WORKFLOW,
     PaymentDetails,
     idempotency_key,
@@ -44,14 +50,11 @@ from worker.shared import (
 
 T = TypeVar("T")
 Say = Callable[[str], None]
-TransferHandle = WorkflowHandle[Any, str]
 
 # Where the worker container finds its code (compose/compose.yaml bind-mounts it).
 WORKER_MOUNT = "/app/worker"
 # The file the worker writes once it polls Temporal (WORKER_READY_FILE in compose.yaml).
 WORKER_READY_FILE = "/tmp/worker-ready"
-# The tutorial's accounts and amount.
-SOURCE, TARGET, AMOUNT = "85-150", "43-812", 250
 
 
 class ExperimentError(Exception):
@@ -141,10 +144,8 @@ async def wait_for(
         await asyncio.sleep(every)
 
 
-async def lever(action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Pull one of the Stack's levers (a docker command) without blocking the event loop,
-    so the watchers of the workflows keep watching meanwhile."""
-    return await asyncio.to_thread(action, *args, **kwargs)
+# Pull one of the Stack's levers (a docker command) without blocking the event loop.
+lever = in_thread
 
 
 def short_id() -> str:
@@ -173,26 +174,6 @@ async def prepare(stack: Stack, n: Narrator) -> None:
         if faults.withdraw or faults.deposit:
             n.note("The bank had faults switched on: clearing them first (DELETE /faults).")
             await bank.clear_faults()
-
-
-async def restore(stack: Stack) -> list[str]:
-    """Undo every lever: resume, reconnect and start what needs it, then wait until every
-    service is healthy. Returns what it had to do, for people."""
-    done: list[str] = []
-    for service in SERVICES:
-        for container in await lever(stack.containers, service):
-            if container.state == "paused":
-                done.append(f"{service} was paused: resumed it.")
-                await lever(stack.unpause, service)
-            elif container.state == "running" and not await lever(stack.is_connected, container):
-                done.append(f"{service} was cut off from the network: reconnected it.")
-                await lever(stack.reconnect, service)
-            elif container.state in ("exited", "created"):
-                done.append(f"{service} was not running: started it.")
-                await lever(stack.start, service, wait=False)
-    for service in SERVICES:
-        await lever(stack.wait_healthy, service, timeout=120)
-    return done
 
 
 async def cleanup(stack: Stack) -> None:
@@ -262,28 +243,6 @@ def now() -> datetime:
 # --- transfers ---------------------------------------------------------------------------
 
 
-def transfer_id(reference_id: str) -> str:
-    """The starter's workflow id for a transfer: `make transfer REFERENCE_ID=...` re-attaches."""
-    return f"transfer-{reference_id}"
-
-
-async def start_transfer(
-    client: Client,
-    details: PaymentDetails,
-    *,
-    task_queue: str = MONEY_TRANSFER_TASK_QUEUE_NAME,
-    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.REJECT_DUPLICATE,
-) -> TransferHandle:
-    return await client.start_workflow(
-        MONEY_TRANSFER_WORKFLOW,
-        details,
-        id=transfer_id(details.reference_id),
-        task_queue=task_queue,
-        result_type=str,
-        id_reuse_policy=id_reuse_policy,
-    )
-
-
 async def result_within(handle: WorkflowHandle[Any, T], within: float, what: str) -> T:
     try:
         return await asyncio.wait_for(handle.result(), within)
@@ -343,27 +302,6 @@ async def ensure_funds(
 
 
 # --- the ledger --------------------------------------------------------------------------
-
-
-async def ledger_after(bank: BankClient, after: int = 0) -> list[Movement]:
-    """Every movement with seq > ``after``, oldest first."""
-    found: list[Movement] = []
-    while True:
-        page = await bank.ledger(after=found[-1].seq if found else after, limit=10_000)
-        found.extend(page)
-        if len(page) < 10_000:
-            return found
-
-
-async def ledger_end(bank: BankClient) -> int:
-    """The seq of the newest movement (0 for an empty ledger)."""
-    movements = await ledger_after(bank)
-    return movements[-1].seq if movements else 0
-
-
-def rows(movements: Iterable[Movement], reference_id: str, step: str) -> list[Movement]:
-    key = idempotency_key(reference_id, step)
-    return [m for m in movements if m.idempotency_key == key]
 
 
 def check_moved_once(

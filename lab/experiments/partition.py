@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from bank.models import Fault, FaultMode, Movement
+from lab.constants import SPARE_ACCOUNTS
 from lab.experiments.kit import (
     ExperimentError,
     Narrator,
@@ -47,7 +48,6 @@ from worker.shared import PaymentDetails
 
 NAME = "partition"
 TITLE = "Network partition: freeze Temporal, then cut the bank off, with transfers in flight"
-SPARE_ACCOUNTS = tuple(f"10-{i:03d}" for i in range(1, 9))
 WAYS = ("pause", "disconnect")
 
 

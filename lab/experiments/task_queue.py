@@ -17,10 +17,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 
 from bank.client import BankClient
+from lab.constants import AMOUNT, SOURCE, TARGET
 from lab.experiments.kit import (
-    AMOUNT,
-    SOURCE,
-    TARGET,
     Narrator,
     Outcome,
     Say,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from lab.experiments import versioning
 from lab.experiments.bugfix import DEPOSIT_METHOD, FAILING_CALL, WORKING_CALL
-from lab.experiments.kit import Narrator, Outcome, ensure_funds, restore, worker_source
+from lab.experiments.kit import Narrator, Outcome, ensure_funds, worker_source
+from lab.levers import restore
 from lab.stack import SERVICES, Stack, control_token_for_up
 
 Say = Callable[[str], None]

@@ -19,6 +19,7 @@ from lab.experiments import (
     bugfix,
     compensation,
     crash,
+    link,
     partition,
     print_numbers,
     task_queue,
@@ -165,6 +166,18 @@ async def test_partition_of_temporal_and_of_the_bank_completes_every_transfer(la
     assert held(outcome, "each of the 4 transfers moved its $10 exactly once", times=2)
     assert held(outcome, "the ledger shows each of the 4 transfers completed", times=2)
     assert all(c.state == "running" for c in lab.containers())
+
+
+async def test_a_slow_link_loses_nothing_and_lost_answers_are_retried_once(lab: Lab) -> None:
+    outcome = await link.run(lab, lambda line: None, delay_ms=200, transfers=2)
+
+    assert outcome.ok, failures(outcome)
+    assert held(outcome, "slower across the slow link")
+    assert held(outcome, "no step was retried")
+    assert held(outcome, "each withdrawal timed out and was retried")
+    assert held(outcome, "all 2 transfers completed", times=2)
+    assert held(outcome, "each of the 2 transfers moved its $10 exactly once", times=2)
+    assert held(outcome, "the bank's ledger invariants hold", times=2)
 
 
 async def test_task_queue_typo_stalls_until_the_name_is_fixed(lab: Lab) -> None:

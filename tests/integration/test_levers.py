@@ -346,6 +346,82 @@ async def test_status_still_shows_the_bank_when_temporal_is_paused(
     await in_thread(lab.wait_healthy, "temporal")
 
 
+# A round trip from the worker to a server, on a connection opened beforehand (as the
+# worker's own clients keep theirs): milliseconds, printed as the last line.
+ROUND_TRIP = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+if sys.argv[1] == "bank":
+    ask = b"GET /health HTTP/1.1\r\nHost: bank\r\n\r\n"
+    s.sendall(ask); s.recv(65536)
+    t = time.monotonic(); s.sendall(ask); s.recv(65536)
+else:  # Temporal's gRPC port: an HTTP/2 PING, answered by a PING ACK
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    s.recv(65536)
+    t = time.monotonic(); s.sendall(b"\x00\x00\x08\x06\x00\x00\x00\x00\x00lab-ping"); got = b""
+    while b"\x06\x01\x00\x00\x00\x00lab-ping" not in got:
+        got += s.recv(65536)
+print(round((time.monotonic() - t) * 1000))
+"""
+
+
+def round_trip_ms(lab: Lab, server: str, port: int) -> int:
+    [worker] = lab.containers("worker")
+    out = subprocess.run(
+        ["docker", "exec", worker.id, "python", "-c", ROUND_TRIP, server, str(port)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.split()[-1])
+
+
+def added_capabilities(container_id: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "--format", "{{json .HostConfig.CapAdd}}", container_id],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def link_helpers(lab: Lab) -> str:
+    """The ids of the link-fault helpers still running for this lab."""
+    return subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=crashlab.link.project={lab.project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+async def test_a_slow_link_slows_that_link_alone_until_it_is_cleared(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert round_trip_ms(lab, "bank", 8000) < 150
+
+    code = await lab_cli(lab, "link", "worker", "bank", "--delay-ms", "300", "--hold")
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "Link worker <-> bank: 300 ms delay each way" in out
+    try:
+        # 300 ms each way, on the very link named, and not on the worker's other one.
+        assert 580 <= round_trip_ms(lab, "bank", 8000) < 1500
+        assert round_trip_ms(lab, "temporal", 7233) < 150
+        screen = await status_screen(lab, capsys)
+        assert "link worker <-> bank: 300 ms delay each way: undo with `make link-clear`" in screen
+        # No lab container gained a capability: the helpers hold NET_ADMIN, not the worker.
+        assert {c.name: added_capabilities(c.id) for c in lab.containers()} == {
+            c.name: "null" for c in lab.containers()
+        }
+    finally:
+        assert await lab_cli(lab, "link-clear") == cli.EXIT_OK
+    assert "Cleared: link worker <-> bank" in capsys.readouterr().out
+    assert round_trip_ms(lab, "bank", 8000) < 150
+    assert link_helpers(lab) == ""
+    assert "Levers on now\n  none" in await status_screen(lab, capsys)
+
+
 async def test_after_all_that_the_ledger_holds(
     lab: Lab, temporal: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -91,6 +91,8 @@ class FakeStack(Stack):
                 return subprocess.CompletedProcess(cmd, 0, "", "")
             self.ran.append(cmd)
             return subprocess.CompletedProcess(cmd, 0, "", "")
+        if cmd[1] == "ps":  # a read: the link-fault helpers (none run here)
+            return subprocess.CompletedProcess(cmd, 0, "", "")
         if cmd[1] == "inspect":  # a read: the container's networks, as Docker answers it
             [c] = [c for c in self.fake if c.id == cmd[-1]]
             nets = set(LAB_NETWORKS[c.service]) - self.cut.get(c.id, set())

@@ -14,6 +14,7 @@ from bank.ledger import SEED_ACCOUNTS
 from bank.models import Movement, Operation
 from lab import soak
 from lab.invariants import COMPENSATED, COMPLETED, REJECTED
+from lab.levers import LinkFault
 from lab.soak import (
     ACCOUNTS,
     AS_EXPECTED,
@@ -45,8 +46,9 @@ def test_the_same_seed_gives_the_same_schedule() -> None:
 def test_the_cli_options_make_the_same_schedule_as_the_config() -> None:
     args = soak.parser().parse_args(["--seed", "5", "--transfers", "90", "--workers", "3"])
     config = soak.config_from(args)
+    assert len(FAULT_KINDS) > 9
     assert config.faults == len(FAULT_KINDS)  # transfers / 10 = 9, one of each kind anyway
-    assert config.schedule() == soak.make_schedule(5, FAULT_KINDS, 9, workers=3)
+    assert config.schedule() == soak.make_schedule(5, FAULT_KINDS, len(FAULT_KINDS), workers=3)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -85,6 +87,15 @@ def test_each_fault_has_a_valid_target_hold_and_gap(seed: int) -> None:
             assert f.target in ("temporal", "bank", "worker-1", "worker-2", "worker-3")
         elif f.kind.endswith("-kill"):
             assert f.target == f.kind.removesuffix("-kill")
+        elif f.kind.startswith("link-"):
+            assert f.target in ("temporal", "bank")
+            assert f.service is None  # every container stays up
+            link = f.lever()
+            assert isinstance(link, LinkFault)
+            link.check()  # settings the link lever accepts
+            assert (link.delay_ms > 0) == (f.kind == "link-delay")
+            assert (link.loss_pct > 0) == (f.kind == "link-loss")
+            assert link.reset == (f.kind == "link-reset")
         else:
             assert f.target in ("withdraw", "deposit", "all")
             assert f.service is None

@@ -1,0 +1,292 @@
+"""The lever catalogue (lab/levers.py) is the one place a lever is defined: these tests
+fail when a lever or a bank fault mode is missing anywhere it must appear (the CLI, the
+Makefile, the README, the soak, `status`), and when the host's constants disagree with
+compose/compose.yaml.
+
+The `on_now` and `undo_all` tests run the real lever code on ``FakeStack``, the Stack
+whose docker commands update a list of containers (tests/unit/test_cli.py);
+tests/integration/test_levers.py pulls the same levers on real containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import pytest
+
+from bank.models import Fault, FaultMode, FaultState
+from lab import cli, soak
+from lab.constants import (
+    BANK_PORT,
+    DEFAULT_PROJECT,
+    SERVICES,
+    SOURCE,
+    SPARE_ACCOUNTS,
+    TARGET,
+    TEMPORAL_PORT,
+    TEMPORAL_UI_PORT,
+)
+from lab.levers import (
+    CATALOGUE,
+    FAULT_MODES,
+    UNDO_ORDER,
+    BankFault,
+    Disconnect,
+    Kill,
+    LabNow,
+    Lever,
+    LinkFault,
+    Pause,
+    ServiceLever,
+    Stop,
+    undo_all,
+)
+from lab.stack import COMPOSE_FILE, ROOT
+from tests.unit.test_cli import FakeStack, container
+
+MAKEFILE = (ROOT / "Makefile").read_text()
+README = (ROOT / "README.md").read_text()
+LEVERS = pytest.mark.parametrize("kind", CATALOGUE, ids=lambda k: k.command)
+MODES = pytest.mark.parametrize("mode", list(FaultMode), ids=str)
+
+
+def cli_parsers() -> dict[str, argparse.ArgumentParser]:
+    """`python -m lab`'s commands and their parsers."""
+    parser = cli.build_parser()
+    [top] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(top.choices)
+
+
+def cli_commands() -> set[str]:
+    """Every `python -m lab` command, with the fault switch's own ("fault clear")."""
+    top = cli_parsers()
+    found = set(top)
+    for name, sub in top.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found |= {f"{name} {choice}" for choice in action.choices}
+    return found
+
+
+def make_targets() -> set[str]:
+    """The Makefile's targets that `make help` lists (a `## ` comment)."""
+    return set(re.findall(r"^([a-z][a-z-]*):.*## ", MAKEFILE, re.MULTILINE))
+
+
+# --- every lever everywhere --------------------------------------------------------------
+
+
+@LEVERS
+def test_each_lever_is_a_cli_command_with_its_undo(kind: type[Lever]) -> None:
+    assert {kind.command, kind.undo_command} <= cli_commands()
+
+
+@LEVERS
+def test_each_lever_is_a_make_target_with_its_undo(kind: type[Lever]) -> None:
+    assert {kind.make_target, kind.make_undo} <= make_targets()
+
+
+@LEVERS
+def test_the_readme_shows_each_lever_and_its_undo(kind: type[Lever]) -> None:
+    assert f"`make {kind.make_target} " in README
+    assert f"make {kind.make_undo}" in README
+
+
+@LEVERS
+def test_the_soak_pulls_each_lever_or_says_why_not(kind: type[Lever]) -> None:
+    pulled = kind in soak.LEVER_OF_KIND.values()
+    assert pulled != (kind in soak.LEFT_OUT), "in the schedule, or left out with a reason"
+
+
+@LEVERS
+def test_each_lever_is_undone_by_restore(kind: type[Lever]) -> None:
+    assert kind in UNDO_ORDER
+
+
+@LEVERS
+def test_each_lever_says_what_it_does(kind: type[Lever]) -> None:
+    assert kind.summary.strip()
+
+
+@MODES
+def test_each_bank_fault_mode_is_described(mode: FaultMode) -> None:
+    assert FAULT_MODES[mode].strip()
+    # `make fault` prints the mode's text once set: a mode without one crashed it.
+    assert cli.MODE_HELP[mode] == FAULT_MODES[mode]
+
+
+@MODES
+def test_the_soak_sets_each_bank_fault_mode_or_says_why_not(mode: FaultMode) -> None:
+    set_ = mode in soak.BANK_MODE_OF_KIND.values()
+    assert set_ != (mode in soak.LEFT_OUT), "in the schedule, or left out with a reason"
+
+
+@MODES
+def test_the_banks_page_offers_each_fault_mode(mode: FaultMode) -> None:
+    page = (ROOT / "services" / "bank" / "page.html").read_text()
+    [listed] = re.findall(r"^const MODES = \[(.*)\];$", page, re.MULTILINE)
+    assert f'"{mode.value}"' in listed
+
+
+@MODES
+def test_the_cli_help_lists_each_bank_fault_mode(mode: FaultMode) -> None:
+    assert mode.value in (cli_parsers()["fault"].description or "")
+
+
+def test_every_soak_kind_pulls_a_catalogue_lever() -> None:
+    assert set(soak.FAULT_KINDS) == set(soak.KIND_HELP)
+    for kind in soak.FAULT_KINDS:
+        assert soak.LEVER_OF_KIND[kind] in CATALOGUE
+        if soak.LEVER_OF_KIND[kind] is BankFault:
+            assert kind in soak.BANK_MODE_OF_KIND
+
+
+def test_an_unknown_soak_kind_is_refused_not_guessed() -> None:
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        soak.parse_kinds("bank-hang")
+    spec = soak.FaultSpec(1, 1.0, "reset", target="worker-1", hold=1.0)
+    with pytest.raises(KeyError):
+        spec.lever()
+
+
+def test_a_soak_fault_names_its_catalogue_lever() -> None:
+    schedule = soak.make_schedule(7, soak.FAULT_KINDS, len(soak.FAULT_KINDS), workers=2)
+    for spec in schedule.faults:
+        pulled = spec.lever("2")
+        assert isinstance(pulled, soak.LEVER_OF_KIND[spec.kind])
+        if isinstance(pulled, ServiceLever):
+            assert pulled.service == spec.service
+        elif isinstance(pulled, LinkFault):
+            assert (pulled.client, pulled.server) == ("worker", spec.target)
+        else:
+            assert isinstance(pulled, BankFault)
+            assert pulled.fault == spec.fault()
+
+
+# --- one definition of each constant ----------------------------------------------------
+
+
+def test_the_constants_agree_with_compose() -> None:
+    compose = COMPOSE_FILE.read_text()
+    assert re.findall(r"^name: (\S+)$", compose, re.MULTILINE) == [DEFAULT_PROJECT]
+    services = re.findall(r"^  ([a-z]+):$", compose, re.MULTILINE)
+    assert set(SERVICES) < set(services)
+    # "- "${LAB_BIND_ADDRESS:-127.0.0.1}:${BANK_PORT-8081}:8001"": the port inside.
+    published = {int(p) for p in re.findall(r'^ +- ".*:(\d+)"$', compose, re.MULTILINE)}
+    assert {TEMPORAL_PORT, TEMPORAL_UI_PORT, BANK_PORT} <= published
+
+
+def test_the_accounts_are_the_banks() -> None:
+    from bank.ledger import SEED_ACCOUNTS
+
+    seeded = dict(SEED_ACCOUNTS)
+    assert (SOURCE, TARGET) == ("85-150", "43-812")  # the tutorial's
+    assert SPARE_ACCOUNTS and all(seeded[a] > 0 for a in SPARE_ACCOUNTS)
+    assert soak.ACCOUNTS == SPARE_ACCOUNTS
+
+
+# --- on now, and undone ------------------------------------------------------------------
+
+
+def broken_lab() -> FakeStack:
+    return FakeStack(
+        fake=[
+            container("temporal", state="paused"),
+            container("bank"),
+            container("worker", 1, state="exited", exit_code=137),
+            container("worker", 2, state="exited", exit_code=0),
+            container("worker", 3),
+        ]
+    )
+
+
+def test_on_now_finds_each_lever_that_is_on() -> None:
+    lab = broken_lab()
+    lab.cut[container("worker", 3).id] = {"crashlab_bank"}
+    switch = FaultState(deposit=Fault(FaultMode.ERROR, rate=0.5))
+    found = [lever for kind in CATALOGUE for lever in kind.on_now(LabNow(lab, faults=switch))]
+    assert found == [
+        Kill("worker", "1"),
+        Stop("worker", "2"),
+        Pause("temporal", "1"),
+        Disconnect("worker", "3"),
+        BankFault("deposit", Fault(FaultMode.ERROR, rate=0.5)),
+    ]
+    assert [lever.describe() for lever in found] == [
+        "worker killed (SIGKILL)",
+        "worker stopped",
+        "temporal paused (frozen)",
+        "worker cut off the network",
+        "bank deposit: error on 50% of calls",
+    ]
+
+
+def test_each_undo_hint_is_the_make_target_that_undoes_it() -> None:
+    levers: list[Lever] = [
+        Kill("worker"),
+        Stop("bank"),
+        Pause("temporal"),
+        Disconnect("bank"),
+        BankFault("all", Fault(FaultMode.DOWN)),
+    ]
+    for lever in levers:
+        assert lever.undo_hint().startswith(f"make {type(lever).make_undo}")
+
+
+def test_undo_all_puts_every_container_lever_back() -> None:
+    lab = broken_lab()
+    lab.cut[container("worker", 3).id] = {"crashlab_bank"}
+    done = undo_all(lab)
+    assert not [lever for kind in CATALOGUE[:-1] for lever in kind.on_now(LabNow(lab))]
+    # Unfrozen before anything else, and each service's containers started once.
+    assert done[0] == "temporal paused (frozen): undone (make unpause SERVICE=temporal)."
+    # The killed and the stopped worker come back with one start.
+    assert sum("make start SERVICE=worker" in line for line in done) == 1
+    assert lab.fake and all(c.state == "running" for c in lab.fake)
+
+
+def test_undo_all_on_a_healthy_lab_does_nothing() -> None:
+    lab = FakeStack()
+    assert undo_all(lab) == []
+    assert lab.levers_pulled == []
+
+
+# --- link faults -------------------------------------------------------------------------
+
+
+def test_a_link_joins_a_client_to_a_server_whichever_end_comes_first() -> None:
+    assert LinkFault.between("bank", "worker", delay_ms=300) == LinkFault(
+        "worker", "bank", delay_ms=300
+    )
+    assert LinkFault.between("starter", "temporal", reset=True).server == "temporal"
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (LinkFault("worker", "worker", delay_ms=10), "no link between worker and worker"),
+        (LinkFault("temporal", "bank", delay_ms=10), "no link between temporal and bank"),
+        (LinkFault("worker", "bank"), "say what to do to the link"),
+        (LinkFault("worker", "bank", delay_ms=10, jitter_ms=20), "jitter cannot be more"),
+        (LinkFault("worker", "bank", loss_pct=150), "a percentage"),
+    ],
+)
+def test_a_link_fault_that_makes_no_sense_is_refused(fault: LinkFault, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fault.check()
+
+
+def test_a_link_fault_says_each_thing_it_does() -> None:
+    fault = LinkFault("worker", "temporal", delay_ms=300, jitter_ms=50, loss_pct=5, rate_kbit=256)
+    assert fault.describe() == (
+        "link worker <-> temporal: 300 ms +/- 50 ms delay each way, 5% packet loss, 256 kbit/s"
+    )
+    assert LinkFault("worker", "bank", reset=True).describe().endswith("connection reset")
+
+
+def test_the_cli_refuses_a_bad_link_before_touching_docker() -> None:
+    lab = FakeStack()
+    assert cli.main(["link", "worker", "bank"], stack_factory=lambda _: lab) == cli.EXIT_BAD_INPUT
+    assert cli.main(["link", "worker", "disk", "--reset"], stack_factory=lambda _: lab) == 2
+    assert lab.levers_pulled == []
