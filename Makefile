@@ -183,6 +183,12 @@ test: lint build $(VENV)/.test-tools ## Run every test: unit, then the real stac
 	$(SAY) "Running the tests (the stack tests start their own copy of the lab)..."
 	@$(VENV)/bin/pytest
 
+.PHONY: test-hosted
+test-hosted: bundle $(VENV)/.test-tools ## Play the track on fresh VMs: from the bundle with no network, and from a clone
+	$(SAY) "Booting fresh VMs (containers with their own Docker engine) and playing the track..."
+	@$(VENV)/bin/pytest -s tests/hosted
+	@$(VENV)/bin/python -c 'import json; print(json.dumps(json.load(open("build/test-hosted.json")), indent=2))'
+
 .PHONY: lint
 lint: $(VENV)/.test-tools ## Check the code with ruff and mypy
 	$(SAY) "Linting with ruff and mypy..."
