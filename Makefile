@@ -223,7 +223,7 @@ bundle: build ## Pack the lab, its images and wheels into build/crashlab-bundle.
 PIP_SOURCE := $(if $(wildcard bundle/wheels),--no-index --find-links bundle/wheels)
 
 # The host tools: what make up, the levers, the checks and the experiments need.
-$(VENV)/.installed: lab/requirements.txt services/requirements.txt
+$(VENV)/.installed: lab/requirements.txt
 	$(SAY) "Installing the lab's host tools into $(VENV)..."
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 		echo "Python 3.11 or newer is needed (found: $$($(PYTHON) --version))."; exit 1; }
@@ -232,7 +232,7 @@ $(VENV)/.installed: lab/requirements.txt services/requirements.txt
 	@touch $@
 
 # The test tools (pytest, ruff, mypy...), only for make lint and make test.
-$(VENV)/.test-tools: tests/requirements.txt $(VENV)/.installed
+$(VENV)/.test-tools: tests/requirements.txt services/requirements.txt $(VENV)/.installed
 	$(SAY) "Installing the test tools into $(VENV)..."
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	@touch $@
