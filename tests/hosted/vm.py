@@ -2,7 +2,8 @@
 
 The container runs its own Docker engine (this machine's engine refuses
 `--privileged`, so it gets every capability it can have instead), starting
-with no images; `/var/lib/docker` is a tmpfs, gone with the container. Its
+with no images; `/var/lib/docker` and `/workspace` (where the track puts the
+lab) are tmpfs, gone with the container. Its
 command plays the VM's boot: the engine starts, then the platform's bootstrap
 flag appears, which the track setup waits for.
 """
@@ -78,6 +79,10 @@ class FreshVM:
             "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
             "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
             "--mount", "type=tmpfs,destination=/var/lib/docker,tmpfs-size=12g",
+            # The VM's disk, where the lab goes: this engine mounts a container's own
+            # root nodev, where debootstrap (make up with no registry) cannot make
+            # the device nodes a real VM's disk allows.
+            "--tmpfs", "/workspace:rw,exec,dev,size=8g",
             self.image, "bash", "-c", BOOT,
         )  # fmt: skip
         return self
