@@ -194,7 +194,7 @@ lint: $(VENV)/.test-tools ## Check the code with ruff and mypy
 	$(SAY) "Linting with ruff and mypy..."
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy services lab tests exercises track
+	@$(VENV)/bin/mypy services lab tests exercises track compose
 
 .PHONY: build
 build: $(VENV)/.installed ## Build the images (only what changed; the first time from nothing)

@@ -33,6 +33,15 @@ wait
 """
 
 
+# On a failure: the lab's containers, and the end of each one's log.
+POSTMORTEM = """
+docker ps --all --format '{{.Names}}  {{.Status}}'
+for name in $(docker ps --all --format '{{.Names}}'); do
+  echo "--- $name"; docker logs --tail 15 "$name" 2>&1
+done
+"""
+
+
 def vm_image() -> str:
     """The fresh VM's image (built from Debian's packages once, then cached)."""
     done = subprocess.run(
@@ -94,8 +103,7 @@ class FreshVM:
         trace: TracebackType | None,
     ) -> None:
         if error is not None:
-            engine_log = self.sh("tail -n 30 /var/log/dockerd.log").stdout
-            print(f"\nThe VM's Docker engine log (tail):\n{engine_log}")
+            print(f"\nWhat ran in the VM when it failed:\n{self.sh(POSTMORTEM).stdout}")
         remove = ["docker", "rm", "--force", "--volumes", self.name]
         subprocess.run(remove, capture_output=True, check=False)
 
