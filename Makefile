@@ -197,14 +197,20 @@ lint: $(VENV)/.test-tools ## Check the code with ruff and mypy
 	@$(VENV)/bin/mypy services lab tests exercises track compose
 
 .PHONY: build
-build: $(VENV)/.installed ## Build the images (only what changed; the first time from nothing)
+build: ## Build the images (only what changed; the first time from nothing)
 	@command -v docker >/dev/null || { echo "Docker is needed: https://docs.docker.com/get-docker/"; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "The Docker engine does not answer: is it running?"; exit 1; }
+	@# A bundle's images load while .venv installs: both take seconds, on different resources.
+	@$(MAKE) -s -j2 $(VENV)/.installed bundle-images
 	@compose/ensure-compose.sh
 	@# An unpacked bundle brings its images: loaded, and used as they are unless
 	@# the source changed since (exit 3: build, offline, from the bundle's base).
 	@rc=0; compose/bundle/load.sh || rc=$$?; \
 	if ((rc == 3)); then $(MAKE) images; elif ((rc != 0)); then exit $$rc; fi
+
+.PHONY: bundle-images
+bundle-images:
+	@compose/bundle/load.sh --load-only
 
 .PHONY: images
 images: $(VENV)/.installed

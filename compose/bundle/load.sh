@@ -6,7 +6,11 @@
 # Exit 3: build the images as usual. There is no bundle here (a clone), or the
 #         source changed since the bundle was made; then the bundle's base and
 #         runtime images are loaded first, so the build needs no network.
+# --load-only: load what is missing and exit 0 (also without a bundle); `make`
+# runs it beside the .venv install, then this script again for the verdict.
 set -euo pipefail
+load_only=false
+[[ ${1:-} == --load-only ]] && load_only=true
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 manifest=$root/bundle/images.txt
@@ -15,7 +19,10 @@ tag=${LAB_IMAGE_TAG:-latest}
 
 say() { printf '    %s\n' "$*"; }
 
-[[ -f $manifest ]] || exit 3
+if [[ ! -f $manifest ]]; then
+  $load_only && exit 0
+  exit 3
+fi
 
 # The manifest: "inputs <hash>", then "<image> <id>" lines; a service image's
 # name has no tag, and gets LAB_IMAGE_TAG's here.
@@ -49,6 +56,7 @@ if missing; then
   say "Images loaded in $((SECONDS - started)) s."
 fi
 
+$load_only && exit 0
 if [[ $("$here/inputs.sh") != "${recorded:-}" ]]; then
   say "The services' source changed since the bundle was made: building the images"
   say "from it (the bundle's base and runtime images make that work offline)."
