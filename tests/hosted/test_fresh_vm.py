@@ -216,6 +216,7 @@ def test_track_from_a_clone(image: str, repository: tuple[str, str, str]) -> Non
         say("Track setup (clone, .venv from PyPI, every image built in the VM)...")
         first = track_setup(vm, settings, timeout=1800)
         say(f"Track playable {first.seconds:.0f} s after the setup started.")
+        assert "No bundle at" in first.stdout, f"no word of the missing bundle: {first}"
         assert "No container registry answers" in first.stdout + first.stderr, first
         head = vm.sh(f"git -C {LAB_DIR} rev-parse HEAD").stdout.strip()
         assert head == commit
