@@ -22,8 +22,10 @@ rm -rf "$stage"
 mkdir -p "$lab/bundle/wheels"
 
 say "Copying the source (git-tracked files, uncommitted changes included)..."
-(cd "$root" && git ls-files -z --cached | xargs -0 -I{} sh -c '[ -e "{}" ] && printf "%s\0" "{}"' |
-  tar --null -T - -c) | tar -C "$lab" -x
+# A tracked file deleted in the working tree stays out.
+(cd "$root" && git ls-files -z --cached | while IFS= read -r -d '' file; do
+  if [[ -e $file ]]; then printf '%s\0' "$file"; fi
+done | tar --null -T - -c) | tar -C "$lab" -x
 
 say "Saving the images..."
 # Service images are recorded without their tag: `make up` tags them with its
