@@ -184,7 +184,7 @@ test: lint build $(VENV)/.test-tools ## Run every test: unit, then the real stac
 	@$(VENV)/bin/pytest
 
 .PHONY: test-hosted
-test-hosted: bundle $(VENV)/.test-tools ## Play the track on fresh VMs, from the bundle offline and from a clone (about 10 min)
+test-hosted: bundle $(VENV)/.test-tools ## Play the track on fresh VMs, from the bundle offline and from a clone (6-13 min)
 	$(SAY) "Booting fresh VMs (containers with their own Docker engine) and playing the track..."
 	@rm -f build/test-hosted.json
 	@$(VENV)/bin/pytest -s tests/hosted || { $(VENV)/bin/python -m tests.hosted.report; exit 1; }
