@@ -5,7 +5,13 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
-PYTHON ?= python3
+# The first Python 3.11+ on PATH: python3, or a newer one beside an older python3
+# (Ubuntu 22.04's python3 is 3.10; its python3.11 package is enough).
+ifndef PYTHON
+PYTHON := $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; exit; }; \
+	done; echo python3)
+endif
 VENV := .venv
 COMPOSE := docker compose -f compose/compose.yaml
 # Where the learner's browser reaches the lab (the ports in compose/compose.yaml).
@@ -201,23 +207,44 @@ bench: build ## Measure start-up, recovery, throughput and memory (a few minutes
 		$(if $(KILLS),--kills $(KILLS))
 
 .PHONY: test
-test: lint build ## Run every test: unit, then the real stack through testcontainers
+test: lint build $(VENV)/.test-tools ## Run every test: unit, then the real stack through testcontainers
 	@tests/install-chromium.sh
 	$(SAY) "Running the tests (the stack tests start their own copy of the lab)..."
 	@$(VENV)/bin/pytest
 
+.PHONY: test-hosted
+test-hosted: bundle $(VENV)/.test-tools ## Play the track on fresh VMs, from the bundle offline and from a clone (6-13 min)
+	$(SAY) "Booting fresh VMs (containers with their own Docker engine) and playing the track..."
+	@rm -f build/test-hosted.json
+	@$(VENV)/bin/pytest -s tests/hosted || { $(VENV)/bin/python -m tests.hosted.report; exit 1; }
+	$(SAY) "What it measured"
+	@$(VENV)/bin/python -m tests.hosted.report
+
 .PHONY: lint
-lint: $(VENV)/.installed ## Check the code with ruff and mypy
+lint: $(VENV)/.test-tools ## Check the code with ruff and mypy
 	$(SAY) "Linting with ruff and mypy..."
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy services lab tests exercises
+	@$(VENV)/bin/mypy services lab tests exercises compose
 
 .PHONY: build
-build: $(VENV)/.installed ## Build the images (only what changed; the first time from nothing)
+build: ## Build the images (only what changed; the first time from nothing)
 	@command -v docker >/dev/null || { echo "Docker is needed: https://docs.docker.com/get-docker/"; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "The Docker engine does not answer: is it running?"; exit 1; }
+	@# A bundle's images load while .venv installs: both take seconds, on different resources.
+	@$(MAKE) -s -j2 $(VENV)/.installed bundle-images
 	@compose/ensure-compose.sh
+	@# An unpacked bundle brings its images: loaded, and used as they are unless
+	@# the source changed since (exit 3: build, offline, from the bundle's base).
+	@rc=0; compose/bundle/load.sh || rc=$$?; \
+	if ((rc == 3)); then $(MAKE) images; elif ((rc != 0)); then exit $$rc; fi
+
+.PHONY: bundle-images
+bundle-images:
+	@compose/bundle/load.sh --load-only
+
+.PHONY: images
+images: $(VENV)/.installed
 	@compose/base/build-base.sh
 	@compose/runtime/build-runtime.sh
 	@compose/link/build-link.sh
@@ -226,10 +253,24 @@ build: $(VENV)/.installed ## Build the images (only what changed; the first time
 	@# the result is the same, so that one line is dropped.
 	@$(COMPOSE) --profile tools build --quiet 2>&1 | { grep -v "buildx isn't installed" || true; }
 
-$(VENV)/.installed: tests/requirements.txt services/requirements.txt
-	$(SAY) "Installing the lab's Python tools into $(VENV)..."
+.PHONY: bundle
+bundle: build ## Pack the lab, its images and wheels into build/crashlab-bundle.tar.gz (for machines with no network)
+	@compose/bundle/pack.sh
+
+# A bundle (make bundle) carries the wheels: install from them, with no network.
+PIP_SOURCE := $(if $(wildcard bundle/wheels),--no-index --find-links bundle/wheels)
+
+# The host tools: what make up, the levers, the checks and the experiments need.
+$(VENV)/.installed: lab/requirements.txt
+	$(SAY) "Installing the lab's host tools into $(VENV)..."
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 		echo "Python 3.11 or newer is needed (found: $$($(PYTHON) --version))."; exit 1; }
 	@$(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install --quiet -r tests/requirements.txt
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PIP_SOURCE) -r lab/requirements.txt
+	@touch $@
+
+# The test tools (pytest, ruff, mypy...), only for make lint and make test.
+$(VENV)/.test-tools: tests/requirements.txt services/requirements.txt $(VENV)/.installed
+	$(SAY) "Installing the test tools into $(VENV)..."
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	@touch $@
