@@ -36,7 +36,7 @@ inputs=$("$lab/compose/bundle/inputs.sh")
 {
   echo "inputs $inputs"
   for ref in crashlab/temporal:"$tag" crashlab/bank:"$tag" crashlab/worker:"$tag" \
-    crashlab/starter:"$tag" crashlab/base:bookworm crashlab/runtime:latest; do
+    crashlab/starter:"$tag" crashlab/link:"$tag" crashlab/base:bookworm crashlab/runtime:latest; do
     id=$(docker image inspect -f '{{.Id}}' "$ref") || {
       echo "    $ref is missing: run 'make build' first." >&2; exit 1; }
     ids+=("$id")
