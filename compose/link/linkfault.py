@@ -196,7 +196,7 @@ async def hold(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(stop.wait())]
+    tasks: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
     if args.delay_ms:
         tasks.append(asyncio.create_task(relay(Delay(args.delay_ms, args.jitter_ms))))
     timeout = args.seconds or None
