@@ -12,7 +12,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import RawValue
 from temporalio.service import RPCError, RPCStatusCode
 
 import starter.__main__ as starter
@@ -329,3 +331,26 @@ async def test_waiting_for_the_result_does_not_hide_other_temporal_errors() -> N
 
     with pytest.raises(RPCError, match="no such namespace"):
         await starter.result_across_outages(RefusingHandle())
+
+
+def test_a_result_that_is_not_text_is_printed_as_it_came_with_a_word_on_why(
+    client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What an older lab worker returned (a dataclass): readable, but not the text.
+    payload = client.data_converter.payload_converter.to_payload({"reference_id": "r"})
+    starter.show_result(client, RawValue(payload), "The transfer")
+
+    output = capsys.readouterr()
+    assert output.out == '{\n  "reference_id": "r"\n}\n'
+    assert "is not the text this lab's workflows return" in output.err
+
+
+def test_a_result_in_an_unknown_encoding_is_explained_not_a_traceback(
+    client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = Payload(metadata={"encoding": b"binary/encrypted"}, data=b"\x00\x01")
+    starter.show_result(client, RawValue(payload), "The transfer")
+
+    output = capsys.readouterr()
+    assert output.out == ""
+    assert "completed, but its result (binary/encrypted) cannot be read here" in output.err
