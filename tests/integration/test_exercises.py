@@ -23,7 +23,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
-from lab.testing import Lab
+from crashlab.testing import Lab
 from tests.integration.module01 import exercise_env, module01_copy, run_workflow_command
 from worker.shared import PRINT_NUMBERS_WORKFLOW_ID
 

@@ -1,7 +1,7 @@
-"""The source documents' experiments (lab.experiments), run on a lab of their own.
+"""The source documents' experiments (crashlab.experiments), run on a lab of their own.
 
 Each experiment's run() is called with short durations, and the test asserts on
-the claims it checked: the same evidence a learner's `python -m lab.experiments`
+the claims it checked: the same evidence a learner's `python -m crashlab.experiments`
 prints. The worker runs a copy of services/worker (WORKER_SOURCE), so the
 bug-fix experiment's edit of activities.py never touches the repository.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.experiments import (
+from crashlab.experiments import (
     bugfix,
     compensation,
     crash,
@@ -25,10 +25,10 @@ from lab.experiments import (
     task_queue,
     versioning,
 )
-from lab.experiments.__main__ import main
-from lab.experiments.kit import Outcome, worker_source
-from lab.stack import ROOT
-from lab.testing import Lab
+from crashlab.experiments.__main__ import main
+from crashlab.experiments.kit import Outcome, worker_source
+from crashlab.stack import ROOT
+from crashlab.testing import Lab
 
 pytestmark = pytest.mark.stack
 
@@ -218,7 +218,7 @@ def test_command_line_runs_an_experiment_and_exits_zero(lab: Lab) -> None:
         [
             sys.executable,
             "-m",
-            "lab.experiments",
+            "crashlab.experiments",
             "task-queue",
             "--project",
             PROJECT,

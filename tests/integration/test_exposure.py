@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from lab import cli
-from lab.stack import BANK_PORT, Stack
-from lab.testing import Lab
+from crashlab import cli
+from crashlab.stack import BANK_PORT, Stack
+from crashlab.testing import Lab
 from tests.integration.browser import Browser
 from tests.integration.module01 import ROOT
 

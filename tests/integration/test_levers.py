@@ -1,4 +1,4 @@
-"""The learner's levers on a real lab: `python -m lab` kills, pauses and cuts off real
+"""The learner's levers on a real lab: `python -m crashlab` kills, pauses and cuts off real
 containers, and the status screen tells the truth about what that did.
 
 Its own Compose project (crashlab-levers) on random ports, so a learner's lab
@@ -21,11 +21,11 @@ import httpx
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from lab import cli
-from lab.invariants import check_bank
-from lab.stack import ROOT
-from lab.status import OpenWorkflow, open_workflows
-from lab.testing import Lab
+from crashlab import cli
+from crashlab.invariants import check_bank
+from crashlab.stack import ROOT
+from crashlab.status import OpenWorkflow, open_workflows
+from crashlab.testing import Lab
 from worker.shared import (
     MONEY_TRANSFER_TASK_QUEUE_NAME,
     MONEY_TRANSFER_WORKFLOW,
@@ -50,7 +50,7 @@ async def temporal(lab: Lab) -> AsyncIterator[Client]:
 
 
 async def lab_cli(lab: Lab, *args: str) -> int:
-    """`python -m lab --project <the test's lab> ARGS`, in-process (main runs its own
+    """`python -m crashlab --project <the test's lab> ARGS`, in-process (main runs its own
     event loop, hence a thread). Its output goes to capsys."""
     return await asyncio.to_thread(cli.main, ["--project", lab.project, *args])
 
@@ -117,7 +117,7 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
 def test_status_shows_every_service_and_the_balances(lab: Lab) -> None:
     # Through the real entry point, as a learner runs it.
     result = subprocess.run(
-        [sys.executable, "-m", "lab", "--project", lab.project, "status"],
+        [sys.executable, "-m", "crashlab", "--project", lab.project, "status"],
         cwd=ROOT,
         capture_output=True,
         text=True,

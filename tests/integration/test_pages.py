@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lab.testing import Lab
+from crashlab.testing import Lab
 from tests.integration.browser import Browser
 from tests.integration.module01 import ROOT
 

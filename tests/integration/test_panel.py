@@ -2,7 +2,7 @@
 mid-transfer with its button, start it again with the next, and the transfer completes
 with the ledger exact. Screenshots go to test-artifacts/.
 
-The panel's server runs in this process, as `python -m lab.panel` would on the host,
+The panel's server runs in this process, as `python -m crashlab.panel` would on the host,
 with a control token: the page gets it from its address; a lever without it is refused.
 """
 
@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 
 from bank.models import Fault, FaultMode
-from lab.experiments.kit import ledger_after, rows, start_transfer
-from lab.invariants import check_bank
-from lab.panel.app import make_app
-from lab.testing import Lab
+from crashlab.experiments.kit import ledger_after, rows, start_transfer
+from crashlab.invariants import check_bank
+from crashlab.panel.app import make_app
+from crashlab.testing import Lab
 from tests.integration.browser import Browser
 from tests.integration.module01 import ROOT
 from worker.shared import PaymentDetails

@@ -1,4 +1,4 @@
-"""The chaos soak (lab.soak) on a lab of its own: a small seeded run with every kind of
+"""The chaos soak (crashlab.soak) on a lab of its own: a small seeded run with every kind of
 fault, then the same through the command line.
 
 The soak checks the invariants itself; these tests assert that it did, that every
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.invariants import COMPENSATED, COMPLETED, REJECTED
-from lab.soak import FAULT_KINDS, NORMAL, SoakConfig, render, soak, write_json
-from lab.stack import ROOT, SERVICES
-from lab.testing import Lab
+from crashlab.invariants import COMPENSATED, COMPLETED, REJECTED
+from crashlab.soak import FAULT_KINDS, NORMAL, SoakConfig, render, soak, write_json
+from crashlab.stack import ROOT, SERVICES
+from crashlab.testing import Lab
 
 pytestmark = pytest.mark.stack
 
@@ -96,7 +96,7 @@ def test_the_command_line_soaks_a_project_and_exits_0(lab: Lab, tmp_path: Path) 
         [
             sys.executable,
             "-m",
-            "lab.soak",
+            "crashlab.soak",
             "--project",
             PROJECT,
             "--transfers",

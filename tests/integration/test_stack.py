@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from lab.invariants import check_bank
-from lab.testing import Lab
+from crashlab.invariants import check_bank
+from crashlab.testing import Lab
 
 pytestmark = pytest.mark.stack
 

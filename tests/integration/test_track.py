@@ -29,12 +29,12 @@ from pathlib import Path
 import pytest
 
 from bank.models import Fault, FaultMode
-from lab.experiments import versioning
-from lab.stack import SERVICES
-from lab.testing import RANDOM_PORTS, Lab
-from lab.track import lab_state
-from lab.track.__main__ import change_workflow, wait_activity, wait_stuck
-from lab.track.record import Recorder
+from crashlab.experiments import versioning
+from crashlab.stack import SERVICES
+from crashlab.testing import RANDOM_PORTS, Lab
+from crashlab.track import lab_state
+from crashlab.track.__main__ import change_workflow, wait_activity, wait_stuck
+from crashlab.track.record import Recorder
 from tests.integration.module01 import ROOT, exercise_env, module01_copy, run_workflow_command
 from worker.shared import PRINT_NUMBERS_TASK_QUEUE_NAME, PRINT_NUMBERS_WORKFLOW_ID
 
@@ -193,7 +193,7 @@ def test_every_challenge_has_its_scripts_and_assignment() -> None:
         assert assignment.startswith(f"---\nslug: {slug}\n"), challenge
         assert "type: challenge" in assignment
     assert os.access(TRACK / "track_scripts" / "setup-workshop-host", os.X_OK)
-    assert not (TRACK / "lib" / "labcheck.py").exists(), "the checks live in lab/track"
+    assert not (TRACK / "lib" / "labcheck.py").exists(), "the checks live in crashlab/track"
 
 
 @pytest.mark.parametrize("challenge", CHALLENGES)

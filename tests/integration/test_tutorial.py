@@ -24,8 +24,8 @@ import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from lab.invariants import check_bank
-from lab.testing import Lab
+from crashlab.invariants import check_bank
+from crashlab.testing import Lab
 from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, MONEY_TRANSFER_WORKFLOW
 
 pytestmark = pytest.mark.stack

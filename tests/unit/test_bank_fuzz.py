@@ -52,7 +52,7 @@ from bank.errors import HTTP_STATUS, ErrorCode
 from bank.faults import FaultSwitch, FaultTarget, operations
 from bank.ledger import MAX_PAGE, SEED_ACCOUNTS, Ledger
 from bank.models import Fault, FaultMode, FaultState, Movement, Operation
-from lab.invariants import check, split_key
+from crashlab.invariants import check, split_key
 
 SEED_TOTAL = sum(balance for _, balance in SEED_ACCOUNTS)
 MONEY = {"withdraw": Operation.WITHDRAW, "deposit": Operation.DEPOSIT}
@@ -343,11 +343,11 @@ def _check_fault_refusal(spec: Any, response: Response) -> None:
 
 
 def _check_invariants(ledger: Ledger) -> None:
-    """The ledger's invariants, as lab.invariants proves them, less transfer shape.
+    """The ledger's invariants, as crashlab.invariants proves them, less transfer shape.
 
     The fuzzer moves money outside any transfer, under any key, including keys that
     look like a transfer's: "t1-withdraw" on a deposit, a lone "t1-deposit", two
-    amounts under one reference id. lab.invariants reads such keys as transfer
+    amounts under one reference id. crashlab.invariants reads such keys as transfer
     steps, so its "every transfer is completed, compensated or in flight" check
     (even with settled=False, which only tolerates a lone withdraw) and its money
     conservation (which counts only non-transfer keys as outside money) would blame

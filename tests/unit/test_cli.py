@@ -1,4 +1,4 @@
-"""``python -m lab``'s command line without Docker: bad input changes nothing, levers undo
+"""``python -m crashlab``'s command line without Docker: bad input changes nothing, levers undo
 themselves, and the status screen degrades instead of hanging.
 
 ``FakeStack`` is a real ``Stack`` whose docker commands are recorded instead of run; it
@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lab import cli
-from lab import stack as stack_module
-from lab.stack import Container, Stack
-from lab.status import (
+from crashlab import cli
+from crashlab import stack as stack_module
+from crashlab.stack import Container, Stack
+from crashlab.status import (
     BankView,
     OpenWorkflow,
     PendingActivity,

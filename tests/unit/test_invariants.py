@@ -2,7 +2,7 @@
 
 from bank.ledger import SEED_ACCOUNTS
 from bank.models import Account, Movement, Operation
-from lab.invariants import check, split_key
+from crashlab.invariants import check, split_key
 
 
 class Book:

@@ -1,4 +1,4 @@
-"""The lever catalogue (lab/levers.py) is the one place a lever is defined: these tests
+"""The lever catalogue (crashlab/levers.py) is the one place a lever is defined: these tests
 fail when a lever or a bank fault mode is missing anywhere it must appear (the CLI, the
 Makefile, the README, the soak, `status`), and when the host's constants disagree with
 compose/compose.yaml.
@@ -16,8 +16,8 @@ import re
 import pytest
 
 from bank.models import Fault, FaultMode, FaultState
-from lab import cli, soak
-from lab.constants import (
+from crashlab import cli, soak
+from crashlab.constants import (
     BANK_PORT,
     DEFAULT_PROJECT,
     SERVICES,
@@ -27,7 +27,7 @@ from lab.constants import (
     TEMPORAL_PORT,
     TEMPORAL_UI_PORT,
 )
-from lab.levers import (
+from crashlab.levers import (
     CATALOGUE,
     FAULT_MODES,
     UNDO_ORDER,
@@ -42,7 +42,7 @@ from lab.levers import (
     Stop,
     undo_all,
 )
-from lab.stack import COMPOSE_FILE, ROOT
+from crashlab.stack import COMPOSE_FILE, ROOT
 from tests.unit.test_cli import FakeStack, container
 
 MAKEFILE = (ROOT / "Makefile").read_text()
@@ -52,14 +52,14 @@ MODES = pytest.mark.parametrize("mode", list(FaultMode), ids=str)
 
 
 def cli_parsers() -> dict[str, argparse.ArgumentParser]:
-    """`python -m lab`'s commands and their parsers."""
+    """`python -m crashlab`'s commands and their parsers."""
     parser = cli.build_parser()
     [top] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(top.choices)
 
 
 def cli_commands() -> set[str]:
-    """Every `python -m lab` command, with the fault switch's own ("fault clear")."""
+    """Every `python -m crashlab` command, with the fault switch's own ("fault clear")."""
     top = cli_parsers()
     found = set(top)
     for name, sub in top.items():

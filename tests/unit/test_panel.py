@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from bank.models import Fault, FaultMode
-from lab.levers import CATALOGUE, BankFault, Kill, LinkFault
-from lab.panel.app import make_app
-from lab.panel.forms import FORMS, FormError, lever_from
-from lab.panel.state import CATALOGUE_SHOWN, Timeline
+from crashlab.levers import CATALOGUE, BankFault, Kill, LinkFault
+from crashlab.panel.app import make_app
+from crashlab.panel.forms import FORMS, FormError, lever_from
+from crashlab.panel.state import CATALOGUE_SHOWN, Timeline
 from tests.unit.test_cli import FakeStack
 
 

@@ -3,7 +3,7 @@
 tests/histories/ holds one history per path a transfer can take (completed,
 refunded, settled after a lost answer, its worker killed mid-withdraw, an
 input it refused) and module 1's workflow resumed after a kill, each saved
-from a real run (`python -m lab.replay --save ... tests/histories`). If a
+from a real run (`python -m crashlab.replay --save ... tests/histories`). If a
 change to the workflow code would break workflows that are running when a
 worker restarts with it, the first test fails.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 
-from lab import replay
+from crashlab import replay
 from worker.shared import MONEY_TRANSFER_WORKFLOW, PaymentDetails
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"

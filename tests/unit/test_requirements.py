@@ -1,7 +1,7 @@
 """The host tools and the services pin the packages they share to one version.
 
 The host tools import the bank's client and the worker's contract from
-services/, so a version that differs between lab/requirements.txt and
+services/, so a version that differs between crashlab/requirements.txt and
 services/requirements.txt would test one thing and ship another.
 """
 
@@ -24,14 +24,14 @@ def pins(path: Path) -> dict[str, str]:
 
 
 def test_shared_packages_have_one_version() -> None:
-    host = pins(ROOT / "lab" / "requirements.txt")
+    host = pins(ROOT / "crashlab" / "requirements.txt")
     services = pins(ROOT / "services" / "requirements.txt")
     differ = {
         n: (host[n], services[n]) for n in host.keys() & services.keys() if host[n] != services[n]
     }
-    assert not differ, f"lab/ and services/ pin these differently: {differ}"
+    assert not differ, f"crashlab/ and services/ pin these differently: {differ}"
 
 
 def test_every_requirement_is_pinned() -> None:
-    for path in [ROOT / "lab/requirements.txt", ROOT / "tests/requirements.txt"]:
+    for path in [ROOT / "crashlab/requirements.txt", ROOT / "tests/requirements.txt"]:
         pins(path)

@@ -1,4 +1,4 @@
-"""The chaos soak's pure parts (lab.soak): the seeded plan, the verdicts and the report.
+"""The chaos soak's pure parts (crashlab.soak): the seeded plan, the verdicts and the report.
 
 The soak itself runs on the real stack in tests/integration/test_soak.py.
 """
@@ -12,10 +12,10 @@ import pytest
 
 from bank.ledger import SEED_ACCOUNTS
 from bank.models import Movement, Operation
-from lab import soak
-from lab.invariants import COMPENSATED, COMPLETED, REJECTED
-from lab.levers import LinkFault
-from lab.soak import (
+from crashlab import soak
+from crashlab.invariants import COMPENSATED, COMPLETED, REJECTED
+from crashlab.levers import LinkFault
+from crashlab.soak import (
     ACCOUNTS,
     AS_EXPECTED,
     FAULT_KINDS,

@@ -16,9 +16,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
-from lab.track import lab_state, record
-from lab.track.checks import Pause, pauses
-from lab.track.history import Run
+from crashlab.track import lab_state, record
+from crashlab.track.checks import Pause, pauses
+from crashlab.track.history import Run
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 

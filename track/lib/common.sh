@@ -19,10 +19,10 @@ fi
 # docker compose, on the lab's Compose file and project.
 dc() { docker compose -f "$LAB_DIR/compose/compose.yaml" -p "$COMPOSE_PROJECT_NAME" "$@"; }
 
-# The levers (python -m lab: kill, start, pause, fault...) and the track's own setup and
-# checks (python -m lab.track), from the lab's directory and its .venv.
-lab() { (cd "$LAB_DIR" && .venv/bin/python -m lab --project "$COMPOSE_PROJECT_NAME" "$@"); }
-track() { (cd "$LAB_DIR" && .venv/bin/python -m lab.track --project "$COMPOSE_PROJECT_NAME" "$@"); }
+# The levers (python -m crashlab: kill, start, pause, fault...) and the track's own setup and
+# checks (python -m crashlab.track), from the lab's directory and its .venv.
+lab() { (cd "$LAB_DIR" && .venv/bin/python -m crashlab --project "$COMPOSE_PROJECT_NAME" "$@"); }
+track() { (cd "$LAB_DIR" && .venv/bin/python -m crashlab.track --project "$COMPOSE_PROJECT_NAME" "$@"); }
 
 # The one-shot starter, as `make transfer` runs it.
 starter() { dc run --rm --no-deps -T starter "$@"; }
@@ -33,7 +33,7 @@ new_reference() { echo "$1-$(date +%s)-$RANDOM"; }
 # run_check CHALLENGE: the check, answered within a minute; exit 0 on pass, 1 with FAIL: on failure.
 run_check() {
   local rc=0
-  (cd "$LAB_DIR" && exec timeout 55 .venv/bin/python -m lab.track \
+  (cd "$LAB_DIR" && exec timeout 55 .venv/bin/python -m crashlab.track \
     --project "$COMPOSE_PROJECT_NAME" check "$1") || rc=$?
   if ((rc == 124)); then
     echo "FAIL: The lab did not answer within a minute. Is it up? (make ps, then make up)"

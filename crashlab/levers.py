@@ -1,0 +1,630 @@
+"""The lever catalogue: every way the lab can be broken on purpose, each defined once.
+
+A lever is one small class, as a testcontainers wait strategy is: how it is pulled
+(``pull``), how it is undone (``undo``), how it is described to a person
+(``summary``, ``describe``, ``undo_hint``), and how to find it on in a running lab
+(``on_now``: what `status`, the panel and `restore` show and put back). A new kind of
+fault is a new class here and an entry in ``CATALOGUE``; the CLI, `status`, the soak,
+the experiments and the panel read it, and tests/unit/test_levers.py fails until the
+new lever appears everywhere it must.
+
+Pulling and undoing are blocking Docker or HTTP calls; async callers run them in a
+thread (``in_thread``) so their watchers keep watching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, TypeVar
+
+from bank.client import BankClient
+from bank.models import Fault, FaultMode, FaultState
+from crashlab.constants import SERVICES
+from crashlab.stack import Container, Stack, StackError
+
+T = TypeVar("T")
+
+# How long `restore` waits for each service to be healthy again (Temporal's start_period
+# is 60 s; a loaded machine takes longer).
+HEALTHY_WITHIN = 120.0
+# How long a bank call of a lever may take before the lever gives up.
+BANK_TIMEOUT = 5.0
+
+# The bank's fault modes as a learner meets them (the CLI's help, the panel, `status`).
+FAULT_MODES: dict[FaultMode, str] = {
+    FaultMode.ERROR: "the bank refuses the call at once (503 injected_fault); no money moves",
+    FaultMode.LATENCY: "the bank waits --latency-ms (+/- --jitter-ms), then works normally",
+    FaultMode.HANG: "the bank never answers and moves no money: the caller's timeout decides",
+    FaultMode.DROP_RESPONSE: (
+        "the bank moves the money, then never answers - the case that teaches idempotency"
+    ),
+    FaultMode.DOWN: "the bank answers 503 bank_down at once, as if it were down; no money moves",
+}
+FAULT_OPERATIONS = ("withdraw", "deposit", "all")
+
+
+def describe_fault(fault: Fault) -> str:
+    """'error on 50% of calls', 'latency (2000 ms +/- 500 ms)'."""
+    text = str(fault.mode)
+    if fault.rate < 1:
+        text += f" on {fault.rate:.0%} of calls"
+    if fault.latency_ms:
+        jitter = f" +/- {fault.jitter_ms} ms" if fault.jitter_ms else ""
+        text += f" ({fault.latency_ms} ms{jitter})"
+    return text
+
+
+class Lever(ABC):
+    """One way to break the lab, and the way back."""
+
+    # The lever's name, and the CLI command (`python -m crashlab <command>`) that pulls it.
+    command: ClassVar[str]
+    # The CLI command that undoes it.
+    undo_command: ClassVar[str]
+    # The Makefile targets that pull and undo it.
+    make_target: ClassVar[str]
+    make_undo: ClassVar[str]
+    # One line for a person: what pulling it does.
+    summary: ClassVar[str]
+
+    @abstractmethod
+    def pull(self, stack: Stack) -> list[str]:
+        """Break the lab; returns the names of what it broke (containers, operations)."""
+
+    @abstractmethod
+    def undo(self, stack: Stack) -> list[str]:
+        """Put it back; returns what it put back (empty: nothing was on)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """What is broken, in a few words: 'worker killed (SIGKILL)'."""
+
+    @abstractmethod
+    def undo_hint(self) -> str:
+        """The command that puts it back: 'make start SERVICE=worker'."""
+
+    @classmethod
+    @abstractmethod
+    def on_now(cls, lab: LabNow) -> list[Lever]:
+        """The levers of this kind that are on in the lab now."""
+
+
+@dataclass(frozen=True)
+class ServiceLever(Lever):
+    """A lever on one service's containers (all of them, one at random, or number N)."""
+
+    service: str
+    which: str = "all"
+
+    def _named(self, done: Sequence[Container]) -> list[str]:
+        return [c.name for c in done]
+
+
+@dataclass(frozen=True)
+class Kill(ServiceLever):
+    command: ClassVar[str] = "kill"
+    undo_command: ClassVar[str] = "start"
+    make_target: ClassVar[str] = "kill"
+    make_undo: ClassVar[str] = "start"
+    summary: ClassVar[str] = "SIGKILL a service: a crash, no shutdown code runs"
+    # What a learner should know once the service is killed.
+    AFTER: ClassVar[dict[str, str]] = {
+        "worker": (
+            "Workflows keep their state in Temporal; start it again with "
+            "`make start SERVICE=worker`."
+        ),
+        "temporal": (
+            "Its state is on disk (the temporal-data volume); the worker and the starter keep "
+            "retrying until it is back: `make start SERVICE=temporal`."
+        ),
+        "bank": (
+            "The ledger is committed in SQLite (the bank-data volume); activities retry until "
+            "it is back, and a restart clears the fault switch: `make start SERVICE=bank`."
+        ),
+    }
+
+    def pull(self, stack: Stack) -> list[str]:
+        return self._named(stack.kill(self.service, self.which))
+
+    def undo(self, stack: Stack) -> list[str]:
+        return self._named(stack.start(self.service, wait=False))
+
+    def describe(self) -> str:
+        return f"{self.service} killed (SIGKILL)"
+
+    def undo_hint(self) -> str:
+        return f"make start SERVICE={self.service}"
+
+    @classmethod
+    def on_now(cls, lab: LabNow) -> list[Lever]:
+        return [cls(c.service, _number(c)) for c in lab.containers if _ours(c) and c.killed]
+
+
+@dataclass(frozen=True)
+class Stop(ServiceLever):
+    command: ClassVar[str] = "stop"
+    undo_command: ClassVar[str] = "start"
+    make_target: ClassVar[str] = "stop"
+    make_undo: ClassVar[str] = "start"
+    summary: ClassVar[str] = "stop a service gracefully (SIGTERM)"
+
+    def pull(self, stack: Stack) -> list[str]:
+        running = [c for c in stack.containers(self.service) if c.state in ("running", "paused")]
+        stack.stop(self.service)
+        return self._named(running)
+
+    def undo(self, stack: Stack) -> list[str]:
+        return self._named(stack.start(self.service, wait=False))
+
+    def describe(self) -> str:
+        return f"{self.service} stopped"
+
+    def undo_hint(self) -> str:
+        return f"make start SERVICE={self.service}"
+
+    @classmethod
+    def on_now(cls, lab: LabNow) -> list[Lever]:
+        return [
+            cls(c.service, _number(c))
+            for c in lab.containers
+            if _ours(c) and c.state in ("exited", "created", "dead") and not c.killed
+        ]
+
+
+@dataclass(frozen=True)
+class Pause(ServiceLever):
+    command: ClassVar[str] = "pause"
+    undo_command: ClassVar[str] = "unpause"
+    make_target: ClassVar[str] = "pause"
+    make_undo: ClassVar[str] = "unpause"
+    summary: ClassVar[str] = "freeze a service (docker pause) for a while: it answers nothing"
+
+    def pull(self, stack: Stack) -> list[str]:
+        return self._named(stack.pause(self.service, self.which))
+
+    def undo(self, stack: Stack) -> list[str]:
+        return self._named(stack.unpause(self.service))
+
+    def describe(self) -> str:
+        return f"{self.service} paused (frozen)"
+
+    def undo_hint(self) -> str:
+        return f"make unpause SERVICE={self.service}"
+
+    @classmethod
+    def on_now(cls, lab: LabNow) -> list[Lever]:
+        return [
+            cls(c.service, _number(c)) for c in lab.containers if _ours(c) and c.state == "paused"
+        ]
+
+
+@dataclass(frozen=True)
+class Disconnect(ServiceLever):
+    command: ClassVar[str] = "disconnect"
+    undo_command: ClassVar[str] = "reconnect"
+    make_target: ClassVar[str] = "disconnect"
+    make_undo: ClassVar[str] = "reconnect"
+    summary: ClassVar[str] = "cut a service off the network for a while (a real partition)"
+    # What a disconnect cuts, per service (Stack.links; compose/compose.yaml).
+    AFTER: ClassVar[dict[str, str]] = {
+        "worker": (
+            "It reaches neither Temporal nor the bank: its polls and its bank calls fail, and "
+            "Temporal times its activities out and retries them once it is back."
+        ),
+        "temporal": (
+            "The worker and the starter cannot reach it, and neither can this machine: its "
+            "published ports (the UI, gRPC) are gone until it is reconnected."
+        ),
+        "bank": (
+            "The worker and the starter cannot reach it. This machine still can: its "
+            "published port lands on its control network, which the disconnect leaves alone, "
+            "so its page, `make status` and `make fault` keep working while the worker's "
+            "calls fail."
+        ),
+    }
+
+    def pull(self, stack: Stack) -> list[str]:
+        return self._named(stack.disconnect(self.service, self.which))
+
+    def undo(self, stack: Stack) -> list[str]:
+        cut = [
+            c
+            for c in stack.containers(self.service)
+            if c.state == "running" and not stack.is_connected(c)
+        ]
+        stack.reconnect(self.service)
+        return self._named(cut)
+
+    def describe(self) -> str:
+        return f"{self.service} cut off the network"
+
+    def undo_hint(self) -> str:
+        return f"make reconnect SERVICE={self.service}"
+
+    @classmethod
+    def on_now(cls, lab: LabNow) -> list[Lever]:
+        return [
+            cls(c.service, _number(c))
+            for c in lab.containers
+            if _ours(c) and c.state == "running" and not lab.connected(c)
+        ]
+
+
+@dataclass(frozen=True)
+class BankFault(Lever):
+    """The bank's fault switch on withdraw, deposit or both (its HTTP API)."""
+
+    command: ClassVar[str] = "fault"
+    undo_command: ClassVar[str] = "fault clear"
+    make_target: ClassVar[str] = "fault"
+    make_undo: ClassVar[str] = "faults-clear"
+    summary: ClassVar[str] = "set the bank's fault switch: error, latency, hang, drop, down"
+
+    operation: str  # withdraw, deposit or all
+    fault: Fault
+
+    def pull(self, stack: Stack) -> list[str]:
+        asyncio.run(_bank(stack, lambda bank: bank.set_fault(self.operation, self.fault)))
+        return [self.operation]
+
+    def undo(self, stack: Stack) -> list[str]:
+        before = asyncio.run(_bank(stack, lambda bank: bank.faults()))
+        op = None if self.operation == "all" else self.operation
+        asyncio.run(_bank(stack, lambda bank: bank.clear_faults(op)))
+        return [name for name, f in _switch(before).items() if f and op in (None, name)]
+
+    def describe(self) -> str:
+        target = "withdraw and deposit" if self.operation == "all" else self.operation
+        return f"bank {target}: {describe_fault(self.fault)}"
+
+    def undo_hint(self) -> str:
+        return "make faults-clear"
+
+    @classmethod
+    def on_now(cls, lab: LabNow) -> list[Lever]:
+        state = lab.faults
+        return [] if state is None else [cls(op, f) for op, f in _switch(state).items() if f]
+
+
+# The services that open connections, and those that answer them: a link joins one of each.
+CLIENTS = ("worker", "starter")
+SERVERS = ("temporal", "bank")
+# How long a helper may take to put its rules in place.
+LINK_READY_TIMEOUT = 30.0
+LINK_LABEL = "crashlab.link"
+DIRECTIONS = ("both", "there", "back")
+
+
+@dataclass(frozen=True)
+class LinkFault(Lever):
+    """Delay (with jitter), loss, a bandwidth limit or resets on the link between a client
+    (the worker, the starter) and a server (Temporal, the bank), both ways.
+
+    Applied from outside: a short-lived helper container (crashlab/link, compose/link/)
+    joins each end's network namespace with NET_ADMIN and puts tc and netfilter rules on
+    the packets to the other end only; stopping it takes them away. The lab's containers
+    gain no capability. The delay is a relay in the client end's helper (see
+    compose/link/linkfault.py for why not netem).
+    """
+
+    command: ClassVar[str] = "link"
+    undo_command: ClassVar[str] = "link-clear"
+    make_target: ClassVar[str] = "link"
+    make_undo: ClassVar[str] = "link-clear"
+    summary: ClassVar[str] = (
+        "slow down, lose packets on, narrow or reset the link between two services"
+    )
+
+    client: str
+    server: str
+    delay_ms: int = 0
+    jitter_ms: int = 0
+    loss_pct: float = 0.0
+    rate_kbit: int = 0
+    reset: bool = False
+    # Which packets the loss, the rate and the resets hit: both ways, only those going
+    # there (client to server), or only those coming back (the server's answers).
+    direction: str = "both"
+    seconds: float = 0.0  # the helpers take the fault away by themselves after this; 0: never
+
+    @classmethod
+    def between(cls, a: str, b: str, **settings: Any) -> LinkFault:
+        """The link between ``a`` and ``b`` in either order (FROM=bank TO=worker too)."""
+        if a in SERVERS and b in CLIENTS:
+            a, b = b, a
+        return cls(a, b, **settings)
+
+    def check(self) -> None:
+        """Raises ValueError with a message for people when the link or a setting is wrong."""
+        if self.client not in CLIENTS or self.server not in SERVERS:
+            raise ValueError(
+                f"no link between {self.client} and {self.server}: a link joins the worker or "
+                "the starter to Temporal or the bank (they open every connection)"
+            )
+        if not (self.delay_ms or self.loss_pct or self.rate_kbit or self.reset):
+            raise ValueError("say what to do to the link: a delay, a loss, a rate or resets")
+        if self.jitter_ms > self.delay_ms:
+            raise ValueError("the jitter cannot be more than the delay")
+        if not 0 <= self.loss_pct <= 100:
+            raise ValueError("the loss is a percentage, from 0 to 100")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"the direction is one of {', '.join(DIRECTIONS)}")
+
+    @property
+    def image(self) -> str:
+        return f"crashlab/link:{os.environ.get('LAB_IMAGE_TAG') or 'latest'}"
+
+    def pull(self, stack: Stack) -> list[str]:
+        self.check()
+        on = LinkFault.on_now(LabNow(stack))
+        if on:
+            raise StackError(
+                f"a link fault is on already ({on[0].describe()}): `make link-clear` first"
+            )
+        if stack.docker("image", "inspect", self.image, check=False).returncode != 0:
+            raise StackError(f"The image {self.image} is missing: `make build` builds it.")
+        shared = set(stack.networks_of(self.client)) & set(stack.networks_of(self.server))
+        clients = self._running(stack, self.client)
+        servers = self._running(stack, self.server)
+        # The client's helper shapes the packets going there (to the server), the server's
+        # those coming back; the delay is the client's relay, both ways.
+        there, back = self.direction in ("both", "there"), self.direction in ("both", "back")
+        started = [
+            *(self._helper(stack, c, servers, shared, delay=True, shape=there) for c in clients),
+            *(self._helper(stack, c, clients, shared, delay=False, shape=back) for c in servers),
+        ]
+        started = [name for name in started if name]
+        self._wait_on(stack, started)
+        return [f"{c.name}" for c in clients + servers]
+
+    def _running(self, stack: Stack, service: str) -> list[Container]:
+        found = [c for c in stack.containers(service) if c.state == "running"]
+        if not found:
+            hint = " (it runs only during `make transfer`)" if service == "starter" else ""
+            raise StackError(f"no {service} container is running{hint}: nothing to link")
+        return found
+
+    def _helper(
+        self,
+        stack: Stack,
+        end: Container,
+        peers: Sequence[Container],
+        shared: set[str],
+        *,
+        delay: bool,
+        shape: bool,
+    ) -> str:
+        """Starts the helper in ``end``'s network namespace; returns its name ("" when this
+        end has nothing to do)."""
+        settings = []
+        if delay and self.delay_ms:
+            settings += [f"--delay-ms={self.delay_ms}", f"--jitter-ms={self.jitter_ms}"]
+        if shape and self.loss_pct:
+            settings.append(f"--loss-pct={self.loss_pct:g}")
+        if shape and self.rate_kbit:
+            settings.append(f"--rate-kbit={self.rate_kbit}")
+        if shape and self.reset:
+            settings.append("--reset")
+        if not settings:
+            return ""
+        addresses = [
+            ip for peer in peers for net, ip in stack.addresses(peer).items() if net in shared
+        ]
+        settings += [f"--peer={ip}" for ip in addresses]
+        if self.seconds:
+            settings.append(f"--seconds={self.seconds:g}")
+        name = f"{end.name}-link"
+        stack.docker(
+            "run", "--detach", "--rm", "--name", name,
+            f"--network=container:{end.id}", "--cap-add=NET_ADMIN",
+            f"--label={LINK_LABEL}.project={stack.project}",
+            f"--label={LINK_LABEL}={json.dumps(asdict(self))}",
+            self.image, *settings,
+        )  # fmt: skip
+        return name
+
+    def _wait_on(self, stack: Stack, names: Sequence[str]) -> None:
+        """Until every helper says its rules are in place (it prints "linkfault: on")."""
+        deadline = time.monotonic() + LINK_READY_TIMEOUT
+        waiting = list(names)
+        while waiting:
+            logs = stack.docker("logs", waiting[0], check=False)
+            if "linkfault: on" in logs.stdout:
+                waiting.pop(0)
+                continue
+            if logs.returncode != 0 or "linkfault: off" in logs.stdout:
+                self.undo(stack)
+                raise StackError(
+                    f"the link fault could not be put in place ({waiting[0]}): "
+                    f"{(logs.stderr or logs.stdout).strip() or 'it stopped at once'}"
+                )
+            if time.monotonic() > deadline:
+                self.undo(stack)
+                raise StackError(f"{waiting[0]} did not put its rules in place in time")
+            time.sleep(0.1)
+
+    def undo(self, stack: Stack) -> list[str]:
+        helpers = _link_helpers(stack)
+        if helpers:
+            # SIGTERM: each helper takes its rules away, then Docker removes it (--rm).
+            stack.docker("stop", "--time", "10", *(h["ID"] for h in helpers), check=False)
+        return [h["Names"] for h in helpers]
+
+    def describe(self) -> str:
+        parts = []
+        if self.delay_ms:
+            jitter = f" +/- {self.jitter_ms} ms" if self.jitter_ms else ""
+            parts.append(f"{self.delay_ms} ms{jitter} delay each way")
+        if self.loss_pct:
+            parts.append(f"{self.loss_pct:g}% packet loss")
+        if self.rate_kbit:
+            parts.append(f"{self.rate_kbit} kbit/s")
+        if self.reset:
+            parts.append("every TCP connection reset")
+        ways = {
+            "both": "",
+            "there": f" ({self.client} to {self.server} only)",
+            "back": f" ({self.server} to {self.client} only)",
+        }
+        shaped = self.loss_pct or self.rate_kbit or self.reset
+        return f"link {self.client} <-> {self.server}: {', '.join(parts)}" + (
+            ways.get(self.direction, "") if shaped else ""
+        )
+
+    def undo_hint(self) -> str:
+        return "make link-clear"
+
+    @classmethod
+    def on_now(cls, lab: LabNow) -> list[Lever]:
+        found: list[Lever] = []
+        for helper in lab.link_helpers:
+            fault = cls(**json.loads(helper["fault"] or "{}"))
+            if fault not in found:
+                found.append(fault)
+        return found
+
+
+def _link_helpers(stack: Stack) -> list[dict[str, str]]:
+    """The running link-fault helpers of this project: ID, Names, and the fault (JSON)."""
+    out = stack.docker(
+        "ps", "--filter", f"label={LINK_LABEL}.project={stack.project}",
+        "--format", "\t".join(
+            ("{{json .ID}}", "{{json .Names}}", f'{{{{json (.Label "{LINK_LABEL}")}}}}')
+        ),
+    )  # fmt: skip
+    rows = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
+    return [
+        {"ID": json.loads(i), "Names": json.loads(n), "fault": json.loads(f)} for i, n, f in rows
+    ]
+
+
+class LabNow:
+    """The lab as the levers' ``on_now`` look at it: each thing read once, when first
+    asked. A caller that has read something already (`status` reads the fault switch)
+    passes it in."""
+
+    _UNREAD: ClassVar[object] = object()
+
+    def __init__(
+        self,
+        stack: Stack,
+        *,
+        faults: FaultState | object | None = _UNREAD,
+        containers: Sequence[Container] | None = None,
+        connected: Mapping[str, bool] | None = None,
+        bank_timeout: float = BANK_TIMEOUT,
+    ) -> None:
+        self.stack = stack
+        self._faults = faults
+        self._containers = None if containers is None else list(containers)
+        self._connected = dict(connected or {})  # container id -> on all its networks
+        self.bank_timeout = bank_timeout  # a frozen bank holds the question this long
+
+    @functools.cached_property
+    def containers(self) -> list[Container]:
+        return self._containers if self._containers is not None else self.stack.containers()
+
+    @functools.cached_property
+    def link_helpers(self) -> list[dict[str, str]]:
+        return _link_helpers(self.stack)
+
+    def connected(self, c: Container) -> bool:
+        if c.id in self._connected:
+            return self._connected[c.id]
+        try:
+            return self.stack.is_connected(c)
+        except StackError:
+            return True  # gone while we looked: nothing to reconnect
+
+    @property
+    def faults(self) -> FaultState | None:
+        """The bank's fault switch; None when the bank does not answer (a stopped bank has
+        no switch on: a restart clears it)."""
+        if self._faults is LabNow._UNREAD:
+            bank = [c for c in self.containers if c.service == "bank"]
+            self._faults = None
+            if bank and bank[0].state == "running":
+                # A paused or cut-off bank: nothing to say about its switch.
+                with contextlib.suppress(Exception):
+                    self._faults = asyncio.run(
+                        _bank(self.stack, lambda b: b.faults(), self.bank_timeout)
+                    )
+        assert self._faults is None or isinstance(self._faults, FaultState)
+        return self._faults
+
+
+CATALOGUE: tuple[type[Lever], ...] = (Kill, Stop, Pause, Disconnect, BankFault, LinkFault)
+
+
+def levers_on(stack: Stack) -> list[Lever]:
+    """Every lever on in the lab now, in the catalogue's order."""
+    lab = LabNow(stack)
+    return [found for kind in CATALOGUE for found in kind.on_now(lab)]
+
+
+# The order levers come off in: link helpers first (a helper in a frozen container's
+# namespace still stops), a frozen container cannot be reconnected or stopped, and the
+# fault switch is reachable only once the bank runs again.
+UNDO_ORDER: tuple[type[Lever], ...] = (LinkFault, Pause, Disconnect, Kill, Stop, BankFault)
+
+
+async def in_thread(action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Pulls a lever (a blocking docker or HTTP call) from async code without blocking the
+    event loop, so whatever watches the workflows keeps watching meanwhile."""
+    return await asyncio.to_thread(action, *args, **kwargs)
+
+
+async def restore(stack: Stack) -> list[str]:
+    """Undoes every lever on, then waits until every service is healthy. Returns what it
+    had to do, for people."""
+    done = await in_thread(undo_all, stack)
+    for service in SERVICES:
+        await in_thread(stack.wait_healthy, service, timeout=HEALTHY_WITHIN)
+    return done
+
+
+def undo_all(stack: Stack) -> list[str]:
+    """Puts back every lever that is on; returns what it did, a sentence each, for people.
+    One service's containers come back together, so a service is undone once per kind."""
+    done: list[str] = []
+    for kind in UNDO_ORDER:
+        seen: set[str] = set()
+        for found in kind.on_now(LabNow(stack)):
+            key = getattr(found, "service", None) or found.describe()
+            if key in seen:
+                continue
+            seen.add(key)
+            found.undo(stack)
+            done.append(f"{found.describe()}: undone ({found.undo_hint()}).")
+    return done
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _ours(c: Container) -> bool:
+    return c.service in SERVICES
+
+
+def _number(c: Container) -> str:
+    """worker-2's "2": the `which` that names this one container."""
+    return c.name.rpartition("-")[2]
+
+
+def _switch(state: FaultState) -> dict[str, Fault | None]:
+    return {"withdraw": state.withdraw, "deposit": state.deposit}
+
+
+async def _bank(
+    stack: Stack, call: Callable[[BankClient], Awaitable[T]], within: float = BANK_TIMEOUT
+) -> T:
+    async with BankClient(stack.bank_url, timeout=within, token=stack.token) as bank:
+        return await asyncio.wait_for(call(bank), within * 2)

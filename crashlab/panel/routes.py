@@ -1,0 +1,82 @@
+"""The panel's two routers: ``views`` (the page and what it shows, open to read) and
+``levers`` (pulling and undoing, behind the control token when there is one)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from crashlab.panel.forms import FormError, lever_from
+from crashlab.panel.state import Temporal, Timeline, levers_on, state
+from crashlab.stack import Stack, StackError
+
+PAGE = Path(__file__).with_name("page.html")
+
+views = APIRouter()
+levers = APIRouter(prefix="/api")
+
+
+def _stack(request: Request) -> Stack:
+    stack: Stack = request.app.state.stack
+    return stack
+
+
+def _timeline(request: Request) -> Timeline:
+    timeline: Timeline = request.app.state.timeline
+    return timeline
+
+
+@views.get("/", response_class=HTMLResponse)
+def page() -> str:
+    return PAGE.read_text()
+
+
+@views.get("/api/state")
+async def current(request: Request) -> dict[str, Any]:
+    temporal: Temporal = request.app.state.temporal
+    return await state(_stack(request), temporal, _timeline(request))
+
+
+def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """With a control token in use, a lever needs it: a lab reached from elsewhere must not
+    be broken by whoever finds the page."""
+    token: str | None = request.app.state.token
+    if token is None:
+        return
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(401, "this lab needs its control token: open the panel's link")
+
+
+@levers.post("/levers/{command}", dependencies=[Depends(require_token)])
+def pull(command: str, request: Request, form: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Pulls a lever of the catalogue, filled in from the form (crashlab/panel/forms.py)."""
+    timeline = _timeline(request)
+    try:
+        lever = lever_from(command, form)
+        touched = lever.pull(_stack(request))
+    except (FormError, StackError) as err:
+        timeline.record("refused", f"{command}: {err}")
+        raise HTTPException(400, str(err)) from None
+    timeline.record("pulled", lever.describe())
+    return {"lever": lever.describe(), "touched": touched, "undo": lever.undo_hint()}
+
+
+@levers.post("/undo", dependencies=[Depends(require_token)])
+def undo(request: Request, form: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Undoes a lever that is on, named as the page shows it (its description)."""
+    stack, timeline = _stack(request), _timeline(request)
+    wanted = str(form.get("lever", ""))
+    found = [lever for lever in levers_on(stack) if lever.describe() == wanted]
+    if not found:
+        raise HTTPException(404, f"no lever on is {wanted!r}: it may have ended by itself")
+    try:
+        found[0].undo(stack)
+    except StackError as err:
+        raise HTTPException(400, str(err)) from None
+    timeline.record("undone", wanted)
+    return {"lever": wanted, "on": [lever.describe() for lever in levers_on(stack)]}
