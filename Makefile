@@ -82,9 +82,9 @@ logs: ## Follow the services' logs (Ctrl+C to stop following)
 ps: ## Show each service and its health
 	@$(COMPOSE) ps
 
-# --- levers: break the lab on purpose (python -m crashlab --help for all options) ---
+# --- levers: break the lab on purpose (.venv/bin/crashlab --help for all options) ---
 
-LAB := $(VENV)/bin/python -m crashlab
+LAB := $(VENV)/bin/crashlab
 
 .PHONY: status
 status: $(VENV)/.installed ## One screen: services, open workflows, pollers, balances, ledger checks
@@ -226,6 +226,8 @@ lint: $(VENV)/.test-tools ## Check the code with ruff and mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy services crashlab tests exercises compose
+	@# The example is a project of its own, with its own settings (and its own `tests`).
+	@cd examples/external-project && ../../$(VENV)/bin/mypy invoices tests
 
 .PHONY: build
 build: ## Build the images (only what changed; the first time from nothing)
@@ -251,7 +253,15 @@ images: $(VENV)/.installed
 	$(SAY) "Building the service images (cached layers make this quick)..."
 	@# Without the buildx plugin Compose warns that it builds without Bake;
 	@# the result is the same, so that one line is dropped.
-	@$(COMPOSE) --profile tools build --quiet 2>&1 | { grep -v "buildx isn't installed" || true; }
+	@export LAB_INPUTS="$$(compose/bundle/inputs.sh)"; \
+	$(COMPOSE) --profile tools build --quiet 2>&1 | { grep -v "buildx isn't installed" || true; }
+
+.PHONY: dist
+dist: $(VENV)/.installed ## Build the crashlab wheel (pip install it anywhere: the lab, its CLI, the pytest plugin)
+	@rm -rf build/dist
+	@$(VENV)/bin/pip wheel --quiet --disable-pip-version-check $(PIP_SOURCE) --no-deps \
+		--wheel-dir build/dist .
+	@echo "Built $$(ls build/dist/*.whl). In another project: pip install $$(ls build/dist/*.whl)"
 
 .PHONY: bundle
 bundle: build ## Pack the lab, its images and wheels into build/crashlab-bundle.tar.gz (for machines with no network)
@@ -260,13 +270,15 @@ bundle: build ## Pack the lab, its images and wheels into build/crashlab-bundle.
 # A bundle (make bundle) carries the wheels: install from them, with no network.
 PIP_SOURCE := $(if $(wildcard bundle/wheels),--no-index --find-links bundle/wheels)
 
-# The host tools: what make up, the levers, the checks and the experiments need.
-$(VENV)/.installed: crashlab/requirements.txt
+# The host tools: the crashlab package (the levers, the checks, the experiments, the
+# pytest plugin), installed editable so the checkout is the code it runs, with its pins.
+$(VENV)/.installed: crashlab/requirements.txt pyproject.toml
 	$(SAY) "Installing the lab's host tools into $(VENV)..."
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 		echo "Python 3.11 or newer is needed (found: $$($(PYTHON) --version))."; exit 1; }
 	@$(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PIP_SOURCE) -r crashlab/requirements.txt
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PIP_SOURCE) --no-deps -e .
 	@touch $@
 
 # The test tools (pytest, ruff, mypy...), only for make lint and make test.

@@ -1,7 +1,15 @@
-"""``python -m crashlab``: the learner's levers and status screen (see crashlab/cli.py)."""
+"""``crashlab`` and ``python -m crashlab``: the learner's levers and status screen
+(see crashlab/cli.py)."""
+
+from typing import NoReturn
 
 from crashlab.cli import main
 from worker.config import exit_now
 
-if __name__ == "__main__":
+
+def run() -> NoReturn:
     exit_now(main())
+
+
+if __name__ == "__main__":
+    run()

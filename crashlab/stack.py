@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from temporalio.client import Client
@@ -114,21 +115,28 @@ class Stack:
     project: str = DEFAULT_PROJECT
     # Extra environment for `docker compose` (ports, WORKER_SOURCE...).
     env: Mapping[str, str] = field(default_factory=dict)
+    # Compose files on top of the lab's (a test suite's own workers: crashlab.testing).
+    extra_files: tuple[Path, ...] = ()
 
     # --- docker -----------------------------------------------------------
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self._run(
-            ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", self.project, *args], check
-        )
+        files = [arg for path in (COMPOSE_FILE, *self.extra_files) for arg in ("-f", str(path))]
+        return self._run(["docker", "compose", *files, "-p", self.project, *args], check)
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """A `docker` command (the link faults' helpers are plain containers, not Compose's)."""
         return self._run(["docker", *args], check)
 
-    def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, cmd: list[str], check: bool, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, **self.env}, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env, **(env or {})},
+            check=False,
         )
         if check and result.returncode != 0:
             raise StackError(
@@ -174,9 +182,9 @@ class Stack:
             raise StackError(f"No {service} container number {which}; there are: {names}.")
         return by_number
 
-    @staticmethod
-    def _check_service(service: str) -> None:
-        if service not in SERVICES:
+    def _check_service(self, service: str) -> None:
+        # A test suite's own workers (extra_files) are services of the lab too.
+        if service not in SERVICES and not (self.extra_files and service in self._networks):
             raise StackError(
                 f"Unknown service {service!r}. The lab's services are: {', '.join(SERVICES)}."
             )

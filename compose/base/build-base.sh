@@ -11,7 +11,7 @@ image=${BASE_IMAGE:-crashlab/base:bookworm}
 upstream=${UPSTREAM_BASE_IMAGE:-python:3.11-slim-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 here=$(cd "$(dirname "$0")" && pwd)
-work=$here/../../build
+work=${LAB_BUILD_DIR:-$here/../../build}
 
 say() { printf '    %s\n' "$*"; }
 

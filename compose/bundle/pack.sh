@@ -68,6 +68,13 @@ for version in 3.11 3.12 3.13; do
     --platform "manylinux_2_28_$arch" --platform "linux_$arch" \
     -r "$root/crashlab/requirements.txt"
 done
+# The build backend that installs the crashlab package itself (pyproject.toml's
+# build-system): pure Python, one download for every version.
+mapfile -t backend < <("$root/.venv/bin/python" -c 'import sys, tomllib
+print(*tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"], sep="\n")' \
+  "$root/pyproject.toml")
+"$pip" download --quiet --disable-pip-version-check --dest "$wheels" --only-binary=:all: \
+  "${backend[@]}"
 
 cat >"$lab/bundle/README.md" <<'TEXT'
 # What the bundle adds to the lab's source

@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 image=crashlab/link:${LAB_IMAGE_TAG:-latest}
 base=${BASE_IMAGE:-crashlab/base:bookworm}
-ctx=$root/build/link
+ctx=${LAB_BUILD_DIR:-$root/build}/link
 
 say() { printf '    %s\n' "$*"; }
 

@@ -9,10 +9,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-pip=${PIP:-$root/.venv/bin/pip}
+python=${LAB_PYTHON:-$root/.venv/bin/python}
 image=crashlab/runtime:latest
 reqs=$root/services/requirements.txt
-ctx=$root/build/runtime
+ctx=${LAB_BUILD_DIR:-$root/build}/runtime
 
 say() { printf '    %s\n' "$*"; }
 
@@ -32,7 +32,7 @@ esac
 mkdir -p "$ctx/wheels"
 cp "$reqs" "$ctx/requirements.txt"
 say "Downloading the services' Python packages for linux/$arch (about 60 MB, cached in build/)..."
-"$pip" download --quiet --dest "$ctx/wheels" --only-binary=:all: \
+"$python" -m pip download --quiet --dest "$ctx/wheels" --only-binary=:all: \
   --implementation cp --python-version 3.11 \
   --platform "manylinux2014_$arch" --platform "manylinux_2_17_$arch" --platform "manylinux_2_28_$arch" \
   -r "$ctx/requirements.txt"

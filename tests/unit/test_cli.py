@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,7 +86,9 @@ class FakeStack(Stack):
     def containers(self, service: str | None = None) -> list[Container]:
         return [replace(c) for c in self.fake if service in (None, c.service)]
 
-    def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, cmd: list[str], check: bool, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         if cmd[:2] == ["docker", "compose"]:
             if "ps" in cmd:  # `compose ps` for published ports: none, status must cope
                 return subprocess.CompletedProcess(cmd, 0, "", "")
