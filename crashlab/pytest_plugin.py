@@ -8,7 +8,7 @@ pytest11), so a suite needs no conftest to use it:
         assert crashlab.wait_settled().ok
 
 `crashlab` is a session fixture: one lab (crashlab.testing.Lab) for the whole run, in
-its own Compose project on random ports, its volumes removed at the end. Override the
+its own Compose project on free ports, its volumes removed at the end. Override the
 `crashlab_config` fixture to put workers of your own into it. A failed test's report
 gets the lab's status screen, the open workflows' histories and each service's logs.
 
@@ -92,7 +92,8 @@ def crashlab(request: pytest.FixtureRequest, crashlab_config: LabConfig) -> Iter
         if option.crashlab_keep and request.session.testsfailed:
             say(
                 f"crashlab: kept the lab in project {lab.project} after a failure: "
-                f"Temporal UI {lab.ui_url}, bank {lab.bank_url}. Run again with "
+                f"Temporal UI {lab.ui_url}, bank {lab.bank_url}; "
+                f"`crashlab --project {lab.project} status` shows it. Run again with "
                 "--crashlab-reuse to use it, or remove it: "
                 f"docker compose -p {lab.project} down --volumes"
             )

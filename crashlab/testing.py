@@ -5,10 +5,10 @@
         lab.start("worker")
         assert lab.ledger().ok
 
-It is a `Stack` (every lever works on it) in its own Compose project on random free
-ports, so it never collides with a lab started by `make up`, and its volumes are
-deleted when it stops. The pytest plugin (crashlab.pytest_plugin) hands one out as the
-`crashlab` fixture; this class is the same thing for any other harness.
+It is a `Stack` (every lever works on it) in its own Compose project on free ports, so
+it never collides with a lab started by `make up`, and its volumes are deleted when it
+stops. The pytest plugin (crashlab.pytest_plugin) hands one out as the `crashlab`
+fixture; this class is the same thing for any other harness.
 
 A suite can put workers of its own into the lab (`OwnWorker`): a Compose service of
 the lab's project, on the networks the lab's worker is on, so every lever acts on it
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -48,13 +49,29 @@ from worker.shared import PaymentDetails, idempotency_key
 
 T = TypeVar("T")
 
-# Empty port variables publish on random free ports (see compose/compose.yaml).
-RANDOM_PORTS = {
-    "TEMPORAL_PORT": "",
-    "TEMPORAL_UI_PORT": "",
-    "TEMPORAL_UI_ALT_PORT": "",
-    "BANK_PORT": "",
-}
+# The ports compose/compose.yaml publishes, each set by one variable.
+PORT_VARIABLES = ("TEMPORAL_PORT", "TEMPORAL_UI_PORT", "TEMPORAL_UI_ALT_PORT", "BANK_PORT")
+
+
+def free_ports() -> dict[str, str]:
+    """A free port of this machine for each of the lab's published ports.
+
+    Chosen here rather than left to Docker (an empty variable): Docker gives a container
+    a new random port each time it starts, so a client of a lab whose Temporal was killed
+    and started again would be calling a port nobody listens on any more.
+    """
+    sockets = [socket.socket() for _ in PORT_VARIABLES]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return {
+            name: str(s.getsockname()[1]) for name, s in zip(PORT_VARIABLES, sockets, strict=True)
+        }
+    finally:
+        for s in sockets:
+            s.close()
+
+
 # The images the lab's Compose file builds, each labelled with the hash of its inputs
 # (compose/bundle/inputs.sh), so a lab whose images are current starts with no build.
 BUILT_SERVICES = ("temporal", "bank", "worker", "starter")
@@ -123,7 +140,7 @@ class Lab(Stack):
     compose_env: DockerCompose = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.env = {**RANDOM_PORTS, **self.env, "COMPOSE_PROJECT_NAME": self.project}
+        self.env = {**free_ports(), **self.env, "COMPOSE_PROJECT_NAME": self.project}
         workdir = Path(tempfile.mkdtemp(prefix="crashlab-"))
         # testcontainers passes settings to `docker compose` as an env file.
         env_file = workdir / "lab.env"

@@ -12,6 +12,7 @@ from typing import Any
 from crashlab.soak.plan import FAULT_KINDS
 from crashlab.soak.records import SoakResult
 from crashlab.soak.verdict import check_outcome, problems
+from crashlab.stats import percentile
 
 
 def summary(result: SoakResult) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def summary(result: SoakResult) -> dict[str, Any]:
         samples = [f.recovery for f in of_kind if f.recovery is not None]
         recoveries[kind] = {
             "median": round(statistics.median(samples), 2) if samples else None,
+            "p99": round(percentile(samples, 99), 2) if samples else None,
             "worst": max(samples) if samples else None,
             "measured": len(samples),
             "faults": len(of_kind),
@@ -140,12 +142,12 @@ def render(data: dict[str, Any]) -> list[str]:
             else "."
         ),
     ]
-    lines.append(f"  {'kind':<15} {'count':>5} {'recovery median':>16} {'worst':>8}")
+    lines.append(f"  {'kind':<15} {'count':>5} {'recovery median':>16} {'p99':>8} {'worst':>8}")
     for kind, n in f["by_kind"].items():
         rec = data["recovery_seconds"].get(kind, {})
-        median, worst = rec.get("median"), rec.get("worst")
+        median, p99, worst = rec.get("median"), rec.get("p99"), rec.get("worst")
         lines.append(
-            f"  {kind:<15} {n:>5} {_seconds(median):>16} {_seconds(worst):>8}"
+            f"  {kind:<15} {n:>5} {_seconds(median):>16} {_seconds(p99):>8} {_seconds(worst):>8}"
             + (
                 f"  ({rec['faults'] - rec['measured']} not measured: no transfer ended "
                 "between the undo and the next fault)"

@@ -19,9 +19,16 @@ FAST = RECOVERY != "sdk-defaults"
 HEARTBEAT_TIMEOUT: timedelta | None = timedelta(seconds=2) if FAST else None
 
 # How long a failed or timed-out step waits before its first retry (the interval
-# then doubles, up to 2 s). After a kill, the retry comes this long after the
-# heartbeat timeout: 1 s is the SDK's default.
+# then doubles, up to RETRY_AT_LEAST_EVERY). After a kill, the retry comes this long
+# after the heartbeat timeout: 1 s is the SDK's default.
 FIRST_RETRY_AFTER = timedelta(seconds=0.2) if FAST else timedelta(seconds=1)
+
+# The longest wait between two attempts of a step. It bounds how long a transfer
+# lingers once what failed it is back: a bank that was killed and is healthy again
+# (`make bench` measures it), or a bug fixed while the step retries. 1 s costs a dead
+# bank one refused connection a second per transfer in flight. (The SDK's default
+# ceiling is 100 times the first interval.)
+RETRY_AT_LEAST_EVERY = timedelta(seconds=1) if FAST else timedelta(seconds=2)
 
 # When a worker dies, a workflow task already given to its own ("sticky")
 # queue waits this long before Temporal offers it to another worker through

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         parse_payment,
         transfer_summary,
     )
-    from worker.tuning import FIRST_RETRY_AFTER, HEARTBEAT_TIMEOUT
+    from worker.tuning import FIRST_RETRY_AFTER, HEARTBEAT_TIMEOUT, RETRY_AT_LEAST_EVERY
 
 # Longer than the bank client's own timeout (BANK_TIMEOUT, 5 s by default), so a
 # slow bank shows up as the bank's timeout error rather than as Temporal's.
@@ -37,13 +37,13 @@ NON_RETRYABLE_ERRORS = ["InvalidAccountError", "InsufficientFundsError", "Invali
 def step_retry_policy(max_attempts: int) -> RetryPolicy:
     """Retries for withdraw and deposit.
 
-    The interval stays short (at most 2 s) so that when you fix a bug while a
-    transfer is retrying, the next attempt, which picks up the fix, comes soon.
+    The interval stays short (RETRY_AT_LEAST_EVERY, 1 s) so that when you fix a bug
+    or bring the bank back while a transfer is retrying, the next attempt comes soon.
     """
     return RetryPolicy(
         initial_interval=FIRST_RETRY_AFTER,
         backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=2),
+        maximum_interval=RETRY_AT_LEAST_EVERY,
         maximum_attempts=max_attempts,  # 0: until it succeeds (or the bug is fixed)
         non_retryable_error_types=NON_RETRYABLE_ERRORS,
     )
@@ -56,7 +56,7 @@ def step_retry_policy(max_attempts: int) -> RetryPolicy:
 RETRY_FOREVER = RetryPolicy(
     initial_interval=FIRST_RETRY_AFTER,
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=2),
+    maximum_interval=RETRY_AT_LEAST_EVERY,
     maximum_attempts=0,
 )
 

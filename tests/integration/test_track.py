@@ -31,7 +31,7 @@ import pytest
 from bank.models import Fault, FaultMode
 from crashlab.experiments import versioning
 from crashlab.stack import SERVICES
-from crashlab.testing import RANDOM_PORTS, Lab
+from crashlab.testing import PORT_VARIABLES, Lab
 from crashlab.track import lab_state
 from crashlab.track.__main__ import change_workflow, wait_activity, wait_stuck
 from crashlab.track.record import Recorder
@@ -96,7 +96,7 @@ def script_env(lab: Lab, worker_source: Path) -> Iterator[dict[str, str]]:
             "COMPOSE_PROJECT_NAME": lab.project,
             "MODULE01_DIR": str(module01),
             # What the lab was started with, for a setup that has to start it again.
-            **RANDOM_PORTS,
+            **{name: lab.env[name] for name in PORT_VARIABLES},
             "WORKER_SOURCE": str(worker_source),
             "LAB_BIND_ADDRESS": "127.0.0.1",
             "LAB_TOKEN": TOKEN,

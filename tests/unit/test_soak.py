@@ -312,6 +312,7 @@ def test_the_json_report_has_every_part(tmp_path: Path) -> None:
     assert data["transfers"]["peak_in_flight"] == 0
     assert data["recovery_seconds"]["pause"] == {
         "median": 1.5,
+        "p99": 1.5,
         "worst": 1.5,
         "measured": 1,
         "faults": 1,
