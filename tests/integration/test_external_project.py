@@ -2,8 +2,8 @@
 outside the repository, with a venv of its own where the lab is installed from its wheel,
 and nothing but the pytest plugin between them.
 
-The example's two tests (the lab's worker, and a worker of the project's own, each
-killed mid-transfer) must pass; a failing test must come with the lab's status, the open
+The example's three tests (the lab's worker killed, the project's own worker killed in
+its container, and run in the test process through a frozen bank) must pass; a failing test must come with the lab's status, the open
 workflows' histories and the logs; --crashlab-keep must leave that lab up, and
 --crashlab-reuse must attach to it.
 """
@@ -98,7 +98,7 @@ def lab_running() -> bool:
 def test_the_example_suite_passes_with_the_plugin_alone(project: Path) -> None:
     done = pytest_in(project, "--crashlab-project", PROJECT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
+    assert "3 passed" in done.stdout
     assert "crashlab: the lab is up" in done.stdout
     assert not lab_running(), "the lab should be gone after a run that passed"
 
