@@ -21,6 +21,7 @@ from crashlab.levers import (
     SERVERS,
     LabNow,
     Lever,
+    ServiceLever,
 )
 from crashlab.stack import Stack, StackError
 from crashlab.status import open_workflows, service_states
@@ -111,6 +112,9 @@ def _transfer(wf: Any, now: datetime) -> Transfer:
 # What the page's buttons and forms offer, from the catalogue (crashlab/levers.py).
 CATALOGUE_SHOWN = {
     "summaries": {kind.command: kind.summary for kind in CATALOGUE},
+    # A button on each service's row for these, and the undo button's word.
+    "service_levers": [kind.command for kind in CATALOGUE if issubclass(kind, ServiceLever)],
+    "undo_labels": {kind.command: kind.undo_command.capitalize() for kind in CATALOGUE},
     "fault_modes": {mode.value: text for mode, text in FAULT_MODES.items()},
     "operations": list(FAULT_OPERATIONS),
     "link_clients": list(CLIENTS),

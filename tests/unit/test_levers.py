@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 
 import pytest
 
 from bank.models import Fault, FaultMode, FaultState
-from crashlab import cli, soak
+from crashlab import cli, make, soak
 from crashlab.constants import (
     BANK_PORT,
     DEFAULT_PROJECT,
@@ -70,8 +72,8 @@ def cli_commands() -> set[str]:
 
 
 def make_targets() -> set[str]:
-    """The Makefile's targets that `make help` lists (a `## ` comment)."""
-    return set(re.findall(r"^([a-z][a-z-]*):.*## ", MAKEFILE, re.MULTILINE))
+    """The lever targets `make` answers to (its .DEFAULT rule: crashlab/make.py)."""
+    return set(make.targets())
 
 
 # --- every lever everywhere --------------------------------------------------------------
@@ -85,6 +87,46 @@ def test_each_lever_is_a_cli_command_with_its_undo(kind: type[Lever]) -> None:
 @LEVERS
 def test_each_lever_is_a_make_target_with_its_undo(kind: type[Lever]) -> None:
     assert {kind.make_target, kind.make_undo} <= make_targets()
+
+
+@LEVERS
+def test_each_make_target_runs_its_command_with_the_variables_given(kind: type[Lever]) -> None:
+    for target in kind.make_targets:
+        env = dict.fromkeys((*target.positional, *(v for v, _ in target.options)), "1")
+        env |= dict.fromkeys((v for v, _ in target.flags), "1")
+        argv = target.argv(env)
+        assert argv[: len(target.command)] == list(target.command)
+        assert " ".join(target.command) in cli_commands()
+        assert f"make {target.name}" in make.help_lines()[list(make.targets()).index(target.name)]
+
+
+def test_the_makefile_leaves_the_levers_to_the_catalogue() -> None:
+    """A rule of its own would shadow the catalogue's target (and its variables)."""
+    ruled = set(re.findall(r"^([a-z][a-z-]*):", MAKEFILE, re.MULTILINE))
+    assert not ruled & make_targets()
+    assert "python -m crashlab.make $@" in MAKEFILE
+
+
+def test_make_turns_its_variables_into_the_levers_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[list[str]] = []
+
+    def main(argv: list[str]) -> int:
+        ran.append(argv)
+        return 0
+
+    monkeypatch.setattr(cli, "main", main)
+    env = {"SERVICE": "worker", "SECONDS": "10", "WHICH": "", "PATH": "/bin"}
+    assert make.main(["pause"], env) == 0
+    assert make.main(["link"], {"FROM": "worker", "TO": "bank", "LOSS_PCT": "5", "RESET": "1"}) == 0
+    assert make.main(["faults-clear"], {}) == 0
+    assert ran == [
+        ["pause", "worker", "--seconds", "10"],
+        ["link", "worker", "bank", "--loss-pct", "5", "--reset"],
+        ["fault", "clear"],
+    ]
+    assert make.main(["explode"], {}) == cli.EXIT_BAD_INPUT
 
 
 @LEVERS
@@ -290,3 +332,79 @@ def test_the_cli_refuses_a_bad_link_before_touching_docker() -> None:
     assert cli.main(["link", "worker", "bank"], stack_factory=lambda _: lab) == cli.EXIT_BAD_INPUT
     assert cli.main(["link", "worker", "disk", "--reset"], stack_factory=lambda _: lab) == 2
     assert lab.levers_pulled == []
+
+
+# --- a new lever: its catalogue entry, and nothing else ---------------------------------
+
+# A toy lever, added to the catalogue before anything reads it, as a new class in
+# crashlab/levers.py would be; the CLI, make, the panel and the soak are imported after,
+# unchanged, and must offer it.
+TOY_LEVER = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+from crashlab import levers
+
+
+@dataclass(frozen=True)
+class Nudge(levers.ServiceLever):
+    command: ClassVar[str] = "nudge"
+    undo_command: ClassVar[str] = "unnudge"
+    make_target: ClassVar[str] = "nudge"
+    make_undo: ClassVar[str] = "unnudge"
+    summary: ClassVar[str] = "nudge a service (a toy lever)"
+    undo_summary: ClassVar[str] = "stop nudging a service"
+    make_targets: ClassVar[tuple[levers.MakeTarget, ...]] = levers.service_targets(
+        "nudge", "unnudge", "Nudge a service: make nudge SERVICE=bank", "Stop nudging it"
+    )
+    soak_kinds: ClassVar[dict[str, str]] = {"nudge": "nudge Temporal, the bank or a worker"}
+
+    def pull(self, stack):
+        return [f"{stack.project}-{self.service}-1"]
+
+    def undo(self, stack):
+        return []
+
+    def describe(self):
+        return f"{self.service} nudged"
+
+    def undo_hint(self):
+        return f"make unnudge SERVICE={self.service}"
+
+    @classmethod
+    def on_now(cls, lab):
+        return []
+
+
+levers.CATALOGUE = (*levers.CATALOGUE, Nudge)
+
+from crashlab import cli, make
+from crashlab.panel import forms, state
+from crashlab.soak import plan
+from tests.unit.test_cli import FakeStack
+
+args = cli.build_parser().parse_args(["nudge", "bank", "--which", "2"])
+assert Nudge.from_args(args) == Nudge("bank", "2"), args
+assert cli.main(["nudge", "bank"], stack_factory=lambda _: FakeStack()) == 0
+assert cli.main(["unnudge", "bank"], stack_factory=lambda _: FakeStack()) == 0
+assert make.targets()["nudge"].argv({"SERVICE": "worker"}) == ["nudge", "worker"]
+assert any("make nudge " in line for line in make.help_lines())
+assert forms.lever_from("nudge", {"service": "worker"}) == Nudge("worker")
+assert "nudge" in state.CATALOGUE_SHOWN["service_levers"]
+assert plan.LEVER_OF_KIND["nudge"] is Nudge and "nudge" in plan.parse_kinds("all")
+[spec] = plan.make_schedule(3, ["nudge"], 1, workers=2).faults
+assert spec.lever("2") == Nudge(spec.service, "2"), spec
+print(spec.describe())
+"""
+
+
+def test_a_new_lever_needs_only_its_catalogue_entry() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", TOY_LEVER], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    said = ran.stdout.splitlines()
+    assert "Bank nudged (crashlab-bank-1)." in said
+    assert "Undo it with `make unnudge SERVICE=bank`." in said
+    assert "No nudge is on (bank): nothing to do." in said
+    assert re.fullmatch(r"(temporal|bank|worker) nudged for [\d.]+ s", said[-1])
