@@ -896,6 +896,9 @@ class LinkFault(Lever):
             )
         if stack.docker("image", "inspect", self.image, check=False).returncode != 0:
             raise StackError(f"The image {self.image} is missing: `make build` builds it.")
+        # Helpers left in the namespace of a container that restarted since hold nothing
+        # any more, but still have the names the new ones take.
+        _stop_helpers(stack, _link_helpers(stack))
         shared = set(stack.networks_of(self.client)) & set(stack.networks_of(self.server))
         clients = self._running(stack, self.client)
         servers = self._running(stack, self.server)
@@ -952,6 +955,9 @@ class LinkFault(Lever):
             f"--network=container:{end.id}", "--cap-add=NET_ADMIN",
             f"--label={LINK_LABEL}.project={stack.project}",
             f"--label={LINK_LABEL}={json.dumps(asdict(self))}",
+            # Which start of which container its rules are in: a restart wipes them.
+            f"--label={LINK_LABEL}.end={end.id}",
+            f"--label={LINK_LABEL}.started={_started_at(stack, end.id)}",
             self.image, *settings,
         )  # fmt: skip
         return name
@@ -978,9 +984,7 @@ class LinkFault(Lever):
 
     def undo(self, stack: Stack) -> list[str]:
         helpers = _link_helpers(stack)
-        if helpers:
-            # SIGTERM: each helper takes its rules away, then Docker removes it (--rm).
-            stack.docker("stop", "--time", "10", *(h["ID"] for h in helpers), check=False)
+        _stop_helpers(stack, helpers)
         return [h["Names"] for h in helpers]
 
     def describe(self) -> str:
@@ -1018,17 +1022,51 @@ class LinkFault(Lever):
 
 
 def _link_helpers(stack: Stack) -> list[dict[str, str]]:
-    """The running link-fault helpers of this project: ID, Names, and the fault (JSON)."""
+    """The running link-fault helpers of this project: ID, Names, the fault (JSON), and
+    the container whose namespace it shares (end) as it was when the helper started
+    (started)."""
+    labels = ("", ".end", ".started")
     out = stack.docker(
         "ps", "--filter", f"label={LINK_LABEL}.project={stack.project}",
         "--format", "\t".join(
-            ("{{json .ID}}", "{{json .Names}}", f'{{{{json (.Label "{LINK_LABEL}")}}}}')
+            ("{{json .ID}}", "{{json .Names}}",
+             *(f'{{{{json (.Label "{LINK_LABEL}{label}")}}}}' for label in labels))
         ),
     )  # fmt: skip
+    keys = ("ID", "Names", "fault", "end", "started")
     rows = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
-    return [
-        {"ID": json.loads(i), "Names": json.loads(n), "fault": json.loads(f)} for i, n, f in rows
-    ]
+    return [dict(zip(keys, map(json.loads, row), strict=True)) for row in rows]
+
+
+def _started_at(stack: Stack, container_id: str) -> str:
+    """When the container last started; "" when it is not running (paused is running)."""
+    out = stack.docker(
+        "inspect", "--format", "{{.State.Running}} {{.State.StartedAt}}", container_id,
+        check=False,
+    )  # fmt: skip
+    running, _, at = out.stdout.strip().partition(" ")
+    return at if out.returncode == 0 and running == "true" else ""
+
+
+def _holding(stack: Stack, helpers: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """The helpers whose rules are still in place: a container that restarted (or stopped)
+    since its helper started has a new network namespace, without the rules, while the
+    helper lingers in the old one until it is stopped or its time is up."""
+    started: dict[str, str] = {}
+    found = []
+    for helper in helpers:
+        end = helper.get("end") or ""
+        if end and end not in started:
+            started[end] = _started_at(stack, end)
+        if not end or started[end] == helper.get("started"):
+            found.append(helper)
+    return found
+
+
+def _stop_helpers(stack: Stack, helpers: Sequence[dict[str, str]]) -> None:
+    if helpers:
+        # SIGTERM: each helper takes its rules away, then Docker removes it (--rm).
+        stack.docker("stop", "--time", "10", *(h["ID"] for h in helpers), check=False)
 
 
 class LabNow:
@@ -1059,7 +1097,8 @@ class LabNow:
 
     @functools.cached_property
     def link_helpers(self) -> list[dict[str, str]]:
-        return _link_helpers(self.stack)
+        """The helpers whose rules are in place (not those a restart left holding none)."""
+        return _holding(self.stack, _link_helpers(self.stack))
 
     def connected(self, c: Container) -> bool:
         if c.id in self._connected:

@@ -433,6 +433,31 @@ async def test_a_slow_link_slows_that_link_alone_until_it_is_cleared(
     assert "Levers on now\n  none" in await status_screen(lab, capsys)
 
 
+async def test_a_link_fault_leaves_status_once_its_container_restarted(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A restart gives the worker a new network namespace, without the helper's rules: the
+    link is quick again, and neither status nor the next `link` believes otherwise."""
+    code = await lab_cli(lab, "link", "worker", "bank", "--delay-ms", "200", "--hold")
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    try:
+        assert "link worker <-> bank: 200 ms delay" in await status_screen(lab, capsys)
+        await in_thread(lab.kill, "worker")
+        await in_thread(lab.start, "worker")
+        assert round_trip_ms(lab, "bank", 8000) < 150
+        screen = await status_screen(lab, capsys)
+        assert "link worker <-> bank" not in screen
+        assert "Levers on now\n  none" in screen
+        # The helper left behind does not stand in the way of the next fault.
+        code = await lab_cli(lab, "link", "worker", "bank", "--delay-ms", "200", "--hold")
+        assert code == cli.EXIT_OK, capsys.readouterr().err
+        assert 380 <= round_trip_ms(lab, "bank", 8000) < 1500
+    finally:
+        assert await lab_cli(lab, "link-clear") == cli.EXIT_OK
+    assert link_helpers(lab) == ""
+    assert round_trip_ms(lab, "bank", 8000) < 150
+
+
 async def test_after_all_that_the_ledger_holds(
     lab: Lab, temporal: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,9 +11,11 @@ tests/integration/test_levers.py pulls the same levers on real containers.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
+from dataclasses import asdict, dataclass, field
 
 import pytest
 
@@ -42,6 +44,7 @@ from crashlab.levers import (
     Pause,
     ServiceLever,
     Stop,
+    levers_on,
     undo_all,
 )
 from crashlab.stack import COMPOSE_FILE, ROOT
@@ -408,3 +411,63 @@ def test_a_new_lever_needs_only_its_catalogue_entry() -> None:
     assert "Undo it with `make unnudge SERVICE=bank`." in said
     assert "No nudge is on (bank): nothing to do." in said
     assert re.fullmatch(r"(temporal|bank|worker) nudged for [\d.]+ s", said[-1])
+
+
+@dataclass
+class LinkedLab(FakeStack):
+    """A lab with link-fault helpers: `docker ps` lists them, `docker inspect` says when
+    each container last started, `docker stop` ends them."""
+
+    helpers: list[dict[str, str]] = field(default_factory=list)
+    started: dict[str, str] = field(default_factory=dict)  # container id -> StartedAt
+
+    def _run(self, cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        if cmd[:2] == ["docker", "ps"]:
+            rows = [
+                "\t".join(json.dumps(h[k]) for k in ("ID", "Names", "fault", "end", "started"))
+                for h in self.helpers
+            ]
+            return subprocess.CompletedProcess(cmd, 0, "\n".join(rows), "")
+        if cmd[:2] == ["docker", "inspect"] and "StartedAt" in " ".join(cmd):
+            at = self.started.get(cmd[-1])
+            return subprocess.CompletedProcess(cmd, 0, f"true {at}" if at else "", "")
+        if cmd[:2] == ["docker", "stop"]:
+            self.ran.append(cmd)
+            self.helpers = [h for h in self.helpers if h["ID"] not in cmd]
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        return super()._run(cmd, check)
+
+
+def test_a_link_fault_is_not_listed_once_its_container_restarted() -> None:
+    fault = LinkFault("worker", "bank", loss_pct=5)
+    worker, bank = container("worker").id, container("bank").id
+    lab = LinkedLab(started={worker: "2026-12-03T10:00:00Z", bank: "2026-12-03T09:00:00Z"})
+    label = json.dumps(asdict(fault))
+    lab.helpers = [
+        {"ID": "h1", "Names": "crashlab-worker-1-link", "fault": label, "end": worker,
+         "started": "2026-12-03T10:00:00Z"},
+        {"ID": "h2", "Names": "crashlab-bank-1-link", "fault": label, "end": bank,
+         "started": "2026-12-03T09:00:00Z"},
+    ]  # fmt: skip
+    assert LinkFault.on_now(LabNow(lab)) == [fault]
+    # The worker restarted: its helper's rules went with its old namespace; the bank's
+    # side still holds, so the fault is still (half) on.
+    lab.started[worker] = "2026-12-03T10:05:00Z"
+    assert LinkFault.on_now(LabNow(lab)) == [fault]
+    # Both ends restarted (or stopped): nothing holds any more, and nothing is listed.
+    del lab.started[bank]
+    assert LinkFault.on_now(LabNow(lab)) == []
+    assert levers_on(lab) == []
+    # link-clear still stops the lingering helpers.
+    assert sorted(fault.undo(lab)) == ["crashlab-bank-1-link", "crashlab-worker-1-link"]
+    assert lab.helpers == []
+
+
+def test_a_helper_from_before_the_ends_were_recorded_is_still_listed() -> None:
+    fault = LinkFault("worker", "temporal", delay_ms=100)
+    lab = LinkedLab()
+    lab.helpers = [
+        {"ID": "h1", "Names": "crashlab-worker-1-link", "fault": json.dumps(asdict(fault)),
+         "end": "", "started": ""},
+    ]  # fmt: skip
+    assert LinkFault.on_now(LabNow(lab)) == [fault]
