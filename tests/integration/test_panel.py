@@ -83,6 +83,23 @@ def test_a_lever_without_the_token_is_refused(lab: Lab, panel: str) -> None:
     assert httpx.get(f"{panel}/api/state", timeout=20).json()["project"] == lab.project
 
 
+def test_the_page_asks_for_the_token_once_and_keeps_it(panel: str, browser: Browser) -> None:
+    """As on the hosted lab's Panel tab, opened with no token in its address."""
+    browser.goto(f"{panel}/")
+    browser.evaluate("sessionStorage.clear()")
+    browser.goto(f"{panel}/")
+    form = "document.querySelector('#token-form')"
+    browser.wait_for(f"!{form}.hidden")
+    browser.screenshot(ARTIFACTS / "panel-asks-for-the-token.png")
+    browser.evaluate(f"{form}.token.value = {json.dumps(TOKEN)}")
+    browser.click("#token-form button")
+    browser.wait_for(f"{form}.hidden")
+    assert browser.evaluate("sessionStorage.getItem('labToken')") == TOKEN
+    browser.goto(f"{panel}/")  # a reload: the tab still has it
+    browser.wait_for(shown("#pull-kill-worker"))
+    assert browser.evaluate(f"{form}.hidden")
+
+
 async def test_kill_and_start_the_worker_from_the_panel_mid_transfer(
     lab: Lab, panel: str, browser: Browser
 ) -> None:

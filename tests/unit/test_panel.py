@@ -85,3 +85,11 @@ def test_the_timeline_records_levers_pulled_elsewhere_once() -> None:
         ("on", "bank paused (frozen)"),
         ("off", "worker killed (SIGKILL)"),
     ]
+
+
+async def test_the_page_is_told_whether_the_levers_need_a_token() -> None:
+    for token, needed in (("s3cret", True), (None, False)):
+        async with panel(FakeStack(), token) as client:
+            answer = await client.get("/api/state")
+        assert answer.status_code == 200
+        assert answer.json()["needs_token"] is needed
