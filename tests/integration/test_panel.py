@@ -95,7 +95,9 @@ def test_the_page_asks_for_the_token_once_and_keeps_it(panel: str, browser: Brow
     browser.click("#token-form button")
     browser.wait_for(f"{form}.hidden")
     assert browser.evaluate("sessionStorage.getItem('labToken')") == TOKEN
-    browser.goto(f"{panel}/")  # a reload: the tab still has it
+    # Loaded again (at another address: going from it to /#token=... must load the page,
+    # not only move to the fragment), the tab still has it.
+    browser.goto(f"{panel}/?again")
     browser.wait_for(shown("#pull-kill-worker"))
     assert browser.evaluate(f"{form}.hidden")
 
