@@ -379,7 +379,54 @@ class Nudge(levers.ServiceLever):
         return []
 
 
-levers.CATALOGUE = (*levers.CATALOGUE, Nudge)
+@dataclass(frozen=True)
+class Honk(levers.Lever):  # another shape: no service, a setting of its own, no soak kind
+
+    command: ClassVar[str] = "honk"
+    undo_command: ClassVar[str] = "unhonk"
+    make_target: ClassVar[str] = "honk"
+    make_undo: ClassVar[str] = "unhonk"
+    summary: ClassVar[str] = "honk at the lab (a toy lever)"
+    make_targets: ClassVar[tuple[levers.MakeTarget, ...]] = (
+        levers.MakeTarget(
+            "honk", ("honk",), "Honk: make honk LOUDNESS=3", (), (("LOUDNESS", "--loudness"),)
+        ),
+        levers.MakeTarget("unhonk", ("unhonk",), "Stop honking"),
+    )
+    soak_left_out: ClassVar[str] = "a toy"
+
+    loudness: int = 1
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--loudness", type=int, default=1)
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.loudness)
+
+    @classmethod
+    def from_form(cls, form):
+        return cls(levers.form_number(form, "loudness"))
+
+    def pull(self, stack):
+        return []
+
+    def undo(self, stack):
+        return []
+
+    def describe(self):
+        return f"honking at loudness {self.loudness}"
+
+    def undo_hint(self):
+        return "make unhonk"
+
+    @classmethod
+    def on_now(cls, lab):
+        return []
+
+
+levers.CATALOGUE = (*levers.CATALOGUE, Nudge, Honk)
 
 from crashlab import cli, make
 from crashlab.panel import forms, state
@@ -397,6 +444,14 @@ assert "nudge" in state.CATALOGUE_SHOWN["service_levers"]
 assert plan.LEVER_OF_KIND["nudge"] is Nudge and "nudge" in plan.parse_kinds("all")
 [spec] = plan.make_schedule(3, ["nudge"], 1, workers=2).faults
 assert spec.lever("2") == Nudge(spec.service, "2"), spec
+
+assert cli.main(["honk", "--loudness", "2"], stack_factory=lambda _: FakeStack()) == 0
+assert make.targets()["honk"].argv({"LOUDNESS": "4"}) == ["honk", "--loudness", "4"]
+assert forms.lever_from("honk", {"loudness": "3"}) == Honk(3)
+assert state.CATALOGUE_SHOWN["forms"]["honk"] == [
+    {"name": "loudness", "label": "loudness", "type": "number", "value": 1}
+]
+assert plan.LEFT_OUT[Honk] == "a toy" and Honk not in plan.LEVER_OF_KIND.values()
 print(spec.describe())
 """
 
@@ -410,6 +465,8 @@ def test_a_new_lever_needs_only_its_catalogue_entry() -> None:
     assert "Bank nudged (crashlab-bank-1)." in said
     assert "Undo it with `make unnudge SERVICE=bank`." in said
     assert "No nudge is on (bank): nothing to do." in said
+    assert "Honking at loudness 2." in said
+    assert "Undo it with `make unhonk`." in said
     assert re.fullmatch(r"(temporal|bank|worker) nudged for [\d.]+ s", said[-1])
 
 
