@@ -1177,6 +1177,13 @@ def undo_all(stack: Stack) -> list[str]:
             seen.add(key)
             found.undo(stack)
             done.append(f"{found.describe()}: undone ({found.undo_hint()}).")
+    # Link-fault helpers whose container restarted hold nothing, so no fault above was on
+    # for them; they still linger until stopped.
+    lingering = _link_helpers(stack)
+    if lingering:
+        _stop_helpers(stack, lingering)
+        left = f"{len(lingering)} link-fault helper(s) left holding nothing by a restart"
+        done.append(f"{left}: stopped.")
     return done
 
 

@@ -515,8 +515,12 @@ def test_a_link_fault_is_not_listed_once_its_container_restarted() -> None:
     del lab.started[bank]
     assert LinkFault.on_now(LabNow(lab)) == []
     assert levers_on(lab) == []
-    # link-clear still stops the lingering helpers.
+    # link-clear still stops the lingering helpers, and so does restore.
+    helpers = list(lab.helpers)
     assert sorted(fault.undo(lab)) == ["crashlab-bank-1-link", "crashlab-worker-1-link"]
+    assert lab.helpers == []
+    lab.helpers = helpers
+    assert undo_all(lab) == ["2 link-fault helper(s) left holding nothing by a restart: stopped."]
     assert lab.helpers == []
 
 
