@@ -32,6 +32,10 @@ help: ## Show this list
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
 		awk -F':.*## ' '{ printf "  make %-25s %s\n", $$1, $$2 }'
 	@echo
+	@echo "The levers (python -m crashlab --help for every option):"
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m crashlab.make --help-lines; \
+	else echo "  make kill, pause, disconnect, fault, link... ('make build' lists them all here)"; fi
+	@echo
 	@echo "  Transfer options: make transfer AMOUNT=100 FROM=85-150 TO=43-812 ATTEMPTS=1 NO_WAIT=1"
 
 .PHONY: up
@@ -94,58 +98,13 @@ status: $(VENV)/.installed ## One screen: services, open workflows, pollers, bal
 check: $(VENV)/.installed ## Prove from the ledger that no money was lost or moved twice
 	@$(LAB) check
 
-.PHONY: kill
-kill: $(VENV)/.installed ## SIGKILL a service: make kill SERVICE=worker [WHICH=random|2]
-	@$(LAB) kill $(SERVICE) $(if $(WHICH),--which $(WHICH))
-
-.PHONY: start
-start: $(VENV)/.installed ## Start a killed or stopped service again: make start SERVICE=worker
-	@$(LAB) start $(SERVICE)
-
-.PHONY: stop
-stop: $(VENV)/.installed ## Stop a service gracefully (SIGTERM): make stop SERVICE=worker
-	@$(LAB) stop $(SERVICE)
-
-.PHONY: pause
-pause: $(VENV)/.installed ## Freeze a service: make pause SERVICE=temporal [SECONDS=30] (0: until unpause)
-	@$(LAB) pause $(SERVICE) $(if $(SECONDS),--seconds $(SECONDS))
-
-.PHONY: unpause
-unpause: $(VENV)/.installed ## Unfreeze a paused service: make unpause SERVICE=temporal
-	@$(LAB) unpause $(SERVICE)
-
-.PHONY: disconnect
-disconnect: $(VENV)/.installed ## Cut a service off the network: make disconnect SERVICE=bank [SECONDS=30]
-	@$(LAB) disconnect $(SERVICE) $(if $(SECONDS),--seconds $(SECONDS))
-
-.PHONY: reconnect
-reconnect: $(VENV)/.installed ## Plug a disconnected service back in: make reconnect SERVICE=bank
-	@$(LAB) reconnect $(SERVICE)
-
-.PHONY: fault
-fault: $(VENV)/.installed ## Break the bank: make fault OP=deposit MODE=error [RATE=0.5] [LATENCY_MS=2000]
-	@$(LAB) fault $(OP) $(MODE) $(if $(RATE),--rate $(RATE)) \
-		$(if $(LATENCY_MS),--latency-ms $(LATENCY_MS)) $(if $(JITTER_MS),--jitter-ms $(JITTER_MS))
-
-.PHONY: faults
-faults: $(VENV)/.installed ## Show the bank's fault switch
-	@$(LAB) fault show
-
-.PHONY: faults-clear
-faults-clear: $(VENV)/.installed ## Clear every bank fault
-	@$(LAB) fault clear
-
-.PHONY: link
-link: $(VENV)/.installed ## Slow, lose or reset one link: make link FROM=worker TO=bank DELAY_MS=300 [LOSS_PCT=5 RATE_KBIT=256 RESET=1 DIRECTION=back SECONDS=30]
-	@$(LAB) link $(FROM) $(TO) $(if $(DELAY_MS),--delay-ms $(DELAY_MS)) \
-		$(if $(JITTER_MS),--jitter-ms $(JITTER_MS)) $(if $(LOSS_PCT),--loss-pct $(LOSS_PCT)) \
-		$(if $(RATE_KBIT),--rate-kbit $(RATE_KBIT)) $(if $(RESET),--reset) \
-		$(if $(DIRECTION),--direction $(DIRECTION)) \
-		$(if $(SECONDS),--seconds $(SECONDS))
-
-.PHONY: link-clear
-link-clear: $(VENV)/.installed ## Put every link back as it was
-	@$(LAB) link-clear
+# Every lever of the catalogue (crashlab/levers.py) and its undo is a target, `make kill
+# SERVICE=worker`, `make link FROM=worker TO=bank DELAY_MS=300` and the rest, with no rule
+# here: the catalogue says which targets each lever answers to and which variables become
+# which options (crashlab/make.py), and `make help` lists them. A new lever needs no edit.
+.DEFAULT:
+	@$(MAKE) -s $(VENV)/.installed
+	@$(VENV)/bin/python -m crashlab.make $@
 
 .PHONY: panel
 panel: $(VENV)/.installed ## Every lever on a web page, with the transfers and a timeline (PANEL_PORT=8090)

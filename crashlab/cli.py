@@ -30,21 +30,23 @@ from types import FrameType
 
 from bank.client import BankClient
 from bank.exposure import is_exposed
-from bank.faults import MAX_LATENCY_MS, FaultSpecError, validate
-from bank.models import Fault, FaultMode, FaultState
+from bank.models import Fault, FaultState
 from crashlab import status as views
-from crashlab.constants import LINK_ENDS
+from crashlab.arguments import kbit, milliseconds, percent, rate, seconds, which
 from crashlab.invariants import LedgerReport, check_bank
 from crashlab.levers import (
-    DIRECTIONS,
+    CATALOGUE,
     FAULT_MODES,
     FAULT_OPERATIONS,
+    PAUSE_VS_DISCONNECT,
+    PROG,
+    BankFault,
     Disconnect,
     Kill,
     LabNow,
+    Lever,
     LinkFault,
     Pause,
-    Stop,
     describe_fault,
 )
 from crashlab.stack import (
@@ -58,12 +60,14 @@ from crashlab.stack import (
     control_token_for_up,
 )
 
+# The argument types, importable from here as before they had a module of their own.
+__all__ = ["kbit", "main", "milliseconds", "percent", "rate", "seconds", "which"]
+
 EXIT_OK = 0
 EXIT_VIOLATION = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
-PROG = "python -m crashlab"
 # How long `start` waits for a service to become healthy (Temporal's start_period is 60 s).
 START_TIMEOUT = 90.0
 # A countdown that does not own a terminal prints a line this often.
@@ -75,15 +79,6 @@ sleep = time.sleep
 
 # How the catalogue describes the bank's fault modes (one definition: crashlab/levers.py).
 MODE_HELP = FAULT_MODES
-
-PAUSE_VS_DISCONNECT = textwrap.fill(
-    "pause vs disconnect: a PAUSED process (docker pause) is frozen but keeps its TCP "
-    "connections open and answers nothing, so callers hang until their own timeouts fire. "
-    "A DISCONNECTED one (docker network disconnect) is gone from the network: new "
-    "connections fail at once (its name no longer resolves in DNS), and connections that "
-    "were open go silent.",
-    width=78,
-)
 
 # What a learner should see with a faulty link, by the server at its other end.
 LINK_NOTES = {
@@ -114,78 +109,21 @@ def say(message: str = "") -> None:
     print(message, flush=True)
 
 
-# --- argument types ---------------------------------------------------------
-
-
-def which(text: str) -> str:
-    if text in ("all", "random") or (text.isdigit() and int(text) > 0):
-        return text
-    raise argparse.ArgumentTypeError(
-        f"{text!r}: give all, random, or a container number such as 2 (from crashlab-worker-2)"
-    )
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds: give 0 or more (0 holds until you undo it)"
-        )
-    return value
-
-
-def rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 1:  # NaN fails this too
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: the rate is the chance a call is hit, a number in (0, 1]: "
-            "1 for every call, 0.5 for about half"
-        )
-    return value
-
-
-def milliseconds(text: str) -> int:
-    if not text.isdigit() or int(text) > MAX_LATENCY_MS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give a whole number of milliseconds from 0 to {MAX_LATENCY_MS}"
-        )
-    return int(text)
-
-
-def percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 100:  # NaN fails this too
-        raise argparse.ArgumentTypeError(f"{text!r}: give a percentage from 0 to 100, e.g. 5")
-    return value
-
-
-def kbit(text: str) -> int:
-    if not text.isdigit() or int(text) < 8:
-        raise argparse.ArgumentTypeError(f"{text!r}: give whole kbit/s, 8 or more, e.g. 256")
-    return int(text)
-
-
 # --- the parser -------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
+    names = [name for name, _ in _lever_commands()]
     parser = argparse.ArgumentParser(
         prog=PROG,
         formatter_class=raw,
         description=(
             "Break the lab on purpose, and watch Temporal carry on.\n\n"
-            "Levers: kill, start, stop, pause, unpause, disconnect, reconnect, fault, link,\n"
-            "        link-clear.\n"
+            + textwrap.fill(
+                "Levers: " + ", ".join(names) + ".", width=78, subsequent_indent="        "
+            )
+            + "\n"
             "Views:  status (one screen: services, open workflows, pollers, ledger), check.\n\n"
             + PAUSE_VS_DISCONNECT
         ),
@@ -201,177 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         "starts)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def service_command(name: str, help: str, description: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=description, formatter_class=raw)
-        sub.add_argument("service", choices=SERVICES, metavar="SERVICE", help=" | ".join(SERVICES))
-        return sub
-
-    kill = service_command(
-        "kill",
-        Kill.summary,
-        "SIGKILL the service's container(s), as `docker kill` does: no shutdown code runs, "
-        "in-flight work is cut off mid-step. Exit code 137.",
-    )
-    kill.add_argument(
-        "--which",
-        type=which,
-        default="all",
-        help="with several containers (`docker compose up --scale worker=3`): all (default), "
-        "random, or a number N for <project>-<service>-N",
-    )
-    service_command(
-        "start",
-        "start a killed or stopped service and wait until it is healthy",
-        "Start the service's exited containers and wait until they pass their healthcheck.",
-    )
-    service_command(
-        "stop",
-        Stop.summary,
-        "Stop the service gracefully (SIGTERM, then SIGKILL after its grace period): the "
-        "worker finishes in-flight activities and tells Temporal it is leaving.",
-    )
-    levers = {
-        "pause": (
-            "unpause",
-            Pause.summary,
-            "Freeze the service's processes (docker pause), count down, then unpause it by "
-            "itself. Ctrl+C unpauses at once.",
-        ),
-        "disconnect": (
-            "reconnect",
-            Disconnect.summary,
-            "Disconnect the service from every network it shares with the other services "
-            "(docker network disconnect), count down, then reconnect it under its service "
-            "name. Ctrl+C reconnects at once. A disconnected Temporal loses its published "
-            "ports too; the bank keeps its control network, so this machine still reaches "
-            "its page and its fault switch while the worker cannot reach it.",
-        ),
-    }
-    for name, (undo, summary, description) in levers.items():
-        lever = service_command(name, summary, f"{description}\n\n{PAUSE_VS_DISCONNECT}")
-        how_long = lever.add_mutually_exclusive_group()
-        how_long.add_argument(
-            "--seconds",
-            type=seconds,
-            default=30.0,
-            help=f"how long (default 30); 0 holds until `{PROG} {undo} SERVICE`",
-        )
-        how_long.add_argument(
-            "--hold",
-            action="store_true",
-            help=f"hold until `{PROG} {undo} SERVICE` (same as --seconds 0)",
-        )
-        lever.add_argument("--which", type=which, default="all", help="all, random, or N")
-    service_command(
-        "unpause", "unfreeze a paused service", "Unpause the service's paused containers."
-    )
-    service_command(
-        "reconnect",
-        "plug a disconnected service back into the network",
-        "Reconnect the service's containers to the networks it shares with the other "
-        "services, under the service's name so the others find it again.",
-    )
-
-    modes = "\n".join(f"  {mode.value:<14} {text}" for mode, text in MODE_HELP.items())
-    fault = commands.add_parser(
-        "fault",
-        help="set, clear or show the bank's fault switch",
-        formatter_class=raw,
-        description=(
-            "The bank's flakiness switch, through its HTTP API.\n\n"
-            f"  {PROG} fault OPERATION MODE [--rate R] [--latency-ms N] [--jitter-ms N]\n"
-            f"  {PROG} fault clear [OPERATION]\n"
-            f"  {PROG} fault show\n\n"
-            "OPERATION: withdraw, deposit, or all (both). MODE:\n" + modes + "\n\n"
-            "Reads, the ledger and /health are never faulted. Restarting the bank clears "
-            "every fault."
-        ),
-    )
-    fault_commands = fault.add_subparsers(
-        dest="fault_command", required=True, metavar="OPERATION|clear|show"
-    )
-    for operation in FAULT_OPERATIONS:
-        target = "withdraw and deposit" if operation == "all" else operation
-        sub = fault_commands.add_parser(
-            operation,
-            help=f"put a fault on {target}",
+    # Every lever of the catalogue, and its undo when that is a command of its own.
+    for name, (kind, undoes) in _lever_commands():
+        sub = commands.add_parser(
+            name,
+            help=kind.undo_summary if undoes else kind.summary,
+            description=kind.undo_description if undoes else kind.description,
             formatter_class=raw,
-            description=f"Put a fault on {target}. MODE:\n{modes}",
         )
-        sub.add_argument(
-            "mode", choices=[m.value for m in FaultMode], metavar="MODE", help=", ".join(FaultMode)
-        )
-        sub.add_argument(
-            "--rate", type=rate, default=1.0, help="chance a call is hit, in (0, 1] (default 1)"
-        )
-        sub.add_argument(
-            "--latency-ms", type=milliseconds, default=0, help="mode latency: the delay"
-        )
-        sub.add_argument(
-            "--jitter-ms",
-            type=milliseconds,
-            default=0,
-            help="mode latency: the delay varies by up to this much (at most --latency-ms)",
-        )
-    clear = fault_commands.add_parser(
-        "clear", help="clear one fault or all of them", description="Clear faults."
-    )
-    clear.add_argument(
-        "operation",
-        nargs="?",
-        choices=FAULT_OPERATIONS,
-        metavar="OPERATION",
-        help="withdraw, deposit or all (default: all)",
-    )
-    fault_commands.add_parser("show", help="show the switch", description="Show the switch.")
-
-    link = commands.add_parser(
-        "link",
-        help=LinkFault.summary,
-        formatter_class=raw,
-        description=(
-            "Break the link between a client (worker, starter) and a server (temporal, bank), "
-            "both ways, and only that link:\n\n"
-            "  --delay-ms N [--jitter-ms J]  every packet N ms (+/- J) late each way: a round "
-            "trip takes 2N ms more\n"
-            "  --loss-pct P                  P% of the packets lost each way: TCP resends, "
-            "calls slow down or time out\n"
-            "  --rate-kbit K                 at most K kbit/s each way\n"
-            "  --reset                       every TCP connection reset (RST), new ones "
-            "refused\n\n"
-            "A helper container joins each end's network namespace with NET_ADMIN for the "
-            "length of the fault (the lab's containers gain nothing); `make link-clear` or "
-            "the end of --seconds takes every rule away."
-        ),
-    )
-    link.add_argument("a", choices=LINK_ENDS, metavar="FROM", help=" | ".join(LINK_ENDS))
-    link.add_argument("b", choices=LINK_ENDS, metavar="TO", help=" | ".join(LINK_ENDS))
-    link.add_argument("--delay-ms", type=milliseconds, default=0, help="delay each way")
-    link.add_argument("--jitter-ms", type=milliseconds, default=0, help="the delay varies by this")
-    link.add_argument("--loss-pct", type=percent, default=0.0, help="share of packets lost")
-    link.add_argument("--rate-kbit", type=kbit, default=0, help="bandwidth limit")
-    link.add_argument("--reset", action="store_true", help="reset every TCP connection")
-    link.add_argument(
-        "--direction",
-        choices=DIRECTIONS,
-        default="both",
-        help="the packets the loss, rate and resets hit: both ways (default), there "
-        "(client to server) or back (the server's answers)",
-    )
-    how_long = link.add_mutually_exclusive_group()
-    how_long.add_argument(
-        "--seconds",
-        type=seconds,
-        default=30.0,
-        help=f"how long (default 30); 0 holds until `{PROG} link-clear`",
-    )
-    how_long.add_argument("--hold", action="store_true", help="hold until link-clear")
-    commands.add_parser(
-        "link-clear",
-        help="put every link back as it was",
-        description="Stop every link-fault helper: each takes its rules away as it stops.",
-    )
+        (kind.add_undo_arguments if undoes else kind.add_arguments)(sub)
 
     view = commands.add_parser(
         "status",
@@ -455,6 +231,52 @@ def main(
         return EXIT_INTERRUPTED
 
 
+def _lever_commands() -> list[tuple[str, tuple[type[Lever], bool]]]:
+    """Each lever command of the catalogue, in its order: (name, (lever, is its undo)).
+    Two levers may share an undo (kill and stop: start); "fault clear" is an option of
+    `fault`, not a command of its own."""
+    found: dict[str, tuple[type[Lever], bool]] = {}
+    for kind in CATALOGUE:
+        found.setdefault(kind.command, (kind, False))
+        if " " not in kind.undo_command:
+            found.setdefault(kind.undo_command, (kind, True))
+    return list(found.items())
+
+
+def _service_lever(
+    run: Callable[[Stack, str, list[Container], argparse.Namespace], int],
+) -> Callable[[Stack, argparse.Namespace], int]:
+    def command(stack: Stack, args: argparse.Namespace) -> int:
+        return run(stack, args.service, _lab_containers(stack, args.service), args)
+
+    return command
+
+
+def _held(args: argparse.Namespace) -> float:
+    return 0.0 if args.hold else args.seconds
+
+
+# The lever commands that tell a learner more than the catalogue's own words (what
+# happened, what to look at, a countdown). Any other lever of the catalogue, and its
+# undo, goes through cmd_pull and cmd_undo.
+TOLD: dict[str, Callable[[Stack, argparse.Namespace], int]] = {
+    "kill": _service_lever(lambda stack, s, found, a: cmd_kill(stack, s, found, a.which)),
+    "start": _service_lever(lambda stack, s, found, a: cmd_start(stack, s, found)),
+    "stop": _service_lever(lambda stack, s, found, a: cmd_stop(stack, s, found)),
+    "pause": _service_lever(
+        lambda stack, s, found, a: cmd_pause(stack, s, found, a.which, _held(a))
+    ),
+    "unpause": _service_lever(lambda stack, s, found, a: cmd_unpause(stack, s, found)),
+    "disconnect": _service_lever(
+        lambda stack, s, found, a: cmd_disconnect(stack, s, found, a.which, _held(a))
+    ),
+    "reconnect": _service_lever(lambda stack, s, found, a: cmd_reconnect(stack, s, found)),
+    "fault": lambda stack, args: cmd_fault(stack, args),
+    "link": lambda stack, args: cmd_link(stack, args),
+    "link-clear": lambda stack, args: cmd_link_clear(stack),
+}
+
+
 def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
     command: str = args.command
     if command == "status":
@@ -463,28 +285,44 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         return cmd_check(stack)
     if command == "token":
         return cmd_token(stack, for_up=args.for_up, explain=args.explain)
-    if command == "fault":
-        return cmd_fault(stack, args)
-    if command == "link":
-        return cmd_link(stack, args)
-    if command == "link-clear":
-        return cmd_link_clear(stack)
-    service: str = args.service
-    found = _lab_containers(stack, service)
-    if command == "kill":
-        return cmd_kill(stack, service, found, args.which)
-    if command == "start":
-        return cmd_start(stack, service, found)
-    if command == "stop":
-        return cmd_stop(stack, service, found)
-    if command == "unpause":
-        return cmd_unpause(stack, service, found)
-    if command == "reconnect":
-        return cmd_reconnect(stack, service, found)
-    hold_for = 0.0 if args.hold else args.seconds
-    if command == "pause":
-        return cmd_pause(stack, service, found, args.which, hold_for)
-    return cmd_disconnect(stack, service, found, args.which, hold_for)
+    if command in TOLD:
+        return TOLD[command](stack, args)
+    kind, undoes = dict(_lever_commands())[command]
+    return cmd_undo(stack, kind, args) if undoes else cmd_pull(stack, kind, args)
+
+
+def cmd_pull(stack: Stack, kind: type[Lever], args: argparse.Namespace) -> int:
+    """Any lever of the catalogue, in its own words."""
+    try:
+        lever = kind.from_args(args)
+    except ValueError as err:
+        raise Refused(str(err)) from None
+    if not stack.containers():
+        raise Refused(_not_running(stack))
+    touched = lever.pull(stack)
+    what = lever.describe()
+    say(f"{what[:1].upper()}{what[1:]}" + (f" ({', '.join(touched)})." if touched else "."))
+    say(f"Undo it with `{lever.undo_hint()}`.")
+    _next_steps(stack)
+    return EXIT_OK
+
+
+def cmd_undo(stack: Stack, kind: type[Lever], args: argparse.Namespace) -> int:
+    """Undoes the levers of this kind that are on (of the service named, if one is)."""
+    service = getattr(args, "service", None)
+    on = [
+        lever
+        for lever in kind.on_now(LabNow(stack))
+        if service is None or getattr(lever, "service", service) == service
+    ]
+    if not on:
+        say(f"No {kind.command} is on{f' ({service})' if service else ''}: nothing to do.")
+        return EXIT_OK
+    for lever in on:
+        lever.undo(stack)
+        say(f"Undone: {lever.describe()}.")
+    _next_steps(stack)
+    return EXIT_OK
 
 
 def _lab_containers(stack: Stack, service: str) -> list[Container]:
@@ -776,22 +614,10 @@ def cmd_fault(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def _fault_from(args: argparse.Namespace) -> Fault:
-    mode = FaultMode(args.mode)
-    if mode is not FaultMode.LATENCY and (args.latency_ms or args.jitter_ms):
-        raise Refused(f"--latency-ms and --jitter-ms go with mode latency, not {mode.value}")
-    if mode is FaultMode.LATENCY and not args.latency_ms:
-        raise Refused("mode latency needs --latency-ms above 0, e.g. --latency-ms 2000")
-    if args.jitter_ms > args.latency_ms:
-        raise Refused(
-            f"--jitter-ms ({args.jitter_ms}) cannot be more than --latency-ms "
-            f"({args.latency_ms}): the delay, latency +/- jitter, must not go below 0"
-        )
     try:
-        return validate(
-            Fault(mode=mode, rate=args.rate, latency_ms=args.latency_ms, jitter_ms=args.jitter_ms)
-        )
-    except FaultSpecError as err:
-        raise Refused(err.message) from None
+        return BankFault.from_args(args).fault
+    except ValueError as err:  # FaultSpecError too
+        raise Refused(getattr(err, "message", None) or str(err)) from None
 
 
 def _bank_url(stack: Stack) -> str:
@@ -838,22 +664,9 @@ def _switch(state: FaultState) -> str:
 
 
 def cmd_link(stack: Stack, args: argparse.Namespace) -> int:
-    hold_for = 0.0 if args.hold else args.seconds
-    fault = LinkFault.between(
-        args.a,
-        args.b,
-        delay_ms=args.delay_ms,
-        jitter_ms=args.jitter_ms,
-        loss_pct=args.loss_pct,
-        rate_kbit=args.rate_kbit,
-        reset=args.reset,
-        direction=args.direction,
-        # The helpers end by themselves a little after the countdown: a safety net should
-        # this command be killed before it clears the link.
-        seconds=hold_for + 5 if hold_for else 0,
-    )
+    hold_for = _held(args)
     try:
-        fault.check()
+        fault = LinkFault.from_args(args)
     except ValueError as err:
         raise Refused(str(err)) from None
     if not stack.containers():

@@ -3,10 +3,14 @@
 A lever is one small class, as a testcontainers wait strategy is: how it is pulled
 (``pull``), how it is undone (``undo``), how it is described to a person
 (``summary``, ``describe``, ``undo_hint``), and how to find it on in a running lab
-(``on_now``: what `status`, the panel and `restore` show and put back). A new kind of
-fault is a new class here and an entry in ``CATALOGUE``; the CLI, `status`, the soak,
-the experiments and the panel read it, and tests/unit/test_levers.py fails until the
-new lever appears everywhere it must.
+(``on_now``: what `status`, the panel and `restore` show and put back). It also carries
+what each front end needs to offer it: its CLI command and options (``add_arguments``,
+``from_args``), its make targets (``make_targets``), the panel's form (``from_form``),
+and the soak's kinds of fault (``soak_kinds``, ``soak_settings``, ``soak_lever``).
+
+A new kind of fault is a new class here and an entry in ``CATALOGUE``: the CLI, the
+Makefile, `status`, the soak, the experiments and the panel read it, with no change of
+their own, and tests/unit/test_levers.py fails until the new lever is complete.
 
 Pulling and undoing are blocking Docker or HTTP calls; async callers run them in a
 thread (``in_thread``) so their watchers keep watching.
@@ -14,21 +18,28 @@ thread (``in_thread``) so their watchers keep watching.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import functools
 import json
 import os
+import textwrap
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from bank.client import BankClient
+from bank.faults import validate
 from bank.models import Fault, FaultMode, FaultState
-from crashlab.constants import SERVICES
+from crashlab.arguments import kbit, milliseconds, percent, rate, seconds, which
+from crashlab.constants import LINK_ENDS, SERVICES
 from crashlab.stack import Container, Stack, StackError
+
+if TYPE_CHECKING:
+    from crashlab.soak.plan import Draws, FaultSpec
 
 T = TypeVar("T")
 
@@ -49,6 +60,38 @@ FAULT_MODES: dict[FaultMode, str] = {
     FaultMode.DOWN: "the bank answers 503 bank_down at once, as if it were down; no money moves",
 }
 FAULT_OPERATIONS = ("withdraw", "deposit", "all")
+
+PROG = "crashlab"
+PAUSE_VS_DISCONNECT = textwrap.fill(
+    "pause vs disconnect: a PAUSED process (docker pause) is frozen but keeps its TCP "
+    "connections open and answers nothing, so callers hang until their own timeouts fire. "
+    "A DISCONNECTED one (docker network disconnect) is gone from the network: new "
+    "connections fail at once (its name no longer resolves in DNS), and connections that "
+    "were open go silent.",
+    width=78,
+)
+
+Form = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MakeTarget:
+    """`make <name> VAR=...`: the `python -m crashlab` command it runs, each make variable
+    given becoming an argument or an option (crashlab/make.py; the Makefile's .DEFAULT)."""
+
+    name: str
+    command: tuple[str, ...]  # the CLI's words: ("kill",), ("fault", "clear")
+    help: str  # its line in `make help`
+    positional: tuple[str, ...] = ()  # variables given as the command's arguments, in order
+    options: tuple[tuple[str, str], ...] = ()  # (VARIABLE, --option), when the variable is set
+    flags: tuple[tuple[str, str], ...] = ()  # (VARIABLE, --flag), when the variable is set
+
+    def argv(self, env: Mapping[str, str]) -> list[str]:
+        words = [*self.command, *(env[v] for v in self.positional if env.get(v))]
+        for variable, option in self.options:
+            if env.get(variable):
+                words += [option, env[variable]]
+        return words + [flag for variable, flag in self.flags if env.get(variable)]
 
 
 def describe_fault(fault: Fault) -> str:
@@ -74,6 +117,63 @@ class Lever(ABC):
     make_undo: ClassVar[str]
     # One line for a person: what pulling it does.
     summary: ClassVar[str]
+    # The CLI command's longer help (`python -m crashlab <command> --help`).
+    description: ClassVar[str] = ""
+    # The undo command's help, when it is a command of its own ("fault clear" is not).
+    undo_summary: ClassVar[str] = ""
+    undo_description: ClassVar[str] = ""
+    # `make <target>` for the lever and its undo, with the variables each one takes.
+    make_targets: ClassVar[tuple[MakeTarget, ...]] = ()
+    # The soak's kinds of fault that pull it, with their help; or, when it has none, why
+    # the soak leaves it out.
+    soak_kinds: ClassVar[dict[str, str]] = {}
+    soak_left_out: ClassVar[str] = ""
+
+    # --- the CLI (crashlab/cli.py builds its parser from the catalogue) ---
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """The command's arguments and options (none by default)."""
+        return
+
+    @classmethod
+    def add_undo_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """The undo command's arguments and options (none by default)."""
+        return
+
+    @classmethod
+    @abstractmethod
+    def from_args(cls, args: argparse.Namespace) -> Lever:
+        """The lever the command's arguments ask for; ValueError says what is wrong."""
+
+    # --- the panel (crashlab/panel/forms.py) ---
+
+    @classmethod
+    @abstractmethod
+    def from_form(cls, form: Form) -> Lever:
+        """The lever the panel's form asks for; ValueError says what is wrong."""
+
+    # --- the soak (crashlab/soak/plan.py) ---
+
+    @classmethod
+    def soak_settings(cls, kind: str, draws: Draws) -> dict[str, Any]:
+        """A soak fault's target and settings, chosen from the schedule's random draws."""
+        raise NotImplementedError(f"{cls.__name__} has no soak kinds")
+
+    @classmethod
+    def soak_lever(cls, spec: FaultSpec, which: str) -> Lever:
+        """The lever a planned soak fault pulls; ``which`` picks the container."""
+        raise NotImplementedError(f"{cls.__name__} has no soak kinds")
+
+    @classmethod
+    def soak_describe(cls, spec: FaultSpec) -> str:
+        """A planned soak fault, for the soak's log and report."""
+        return f"{cls.soak_lever(spec, 'all').describe()} for {spec.hold:g} s"
+
+    @classmethod
+    def soak_service(cls, spec: FaultSpec) -> str | None:
+        """The service a soak fault stops or cuts off (None: every container stays up)."""
+        return None
 
     @abstractmethod
     def pull(self, stack: Stack) -> list[str]:
@@ -103,9 +203,77 @@ class ServiceLever(Lever):
 
     service: str
     which: str = "all"
+    # Held for --seconds (then undone by the CLI), or until its undo with --hold.
+    held: ClassVar[bool] = False
 
     def _named(self, done: Sequence[Container]) -> list[str]:
         return [c.name for c in done]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        cls.add_undo_arguments(parser)
+        if cls.held:
+            held_for(parser, f"{cls.undo_command} SERVICE")
+        parser.add_argument(
+            "--which",
+            type=which,
+            default="all",
+            help="with several containers (`docker compose up --scale worker=3`): all "
+            "(default), random, or a number N for <project>-<service>-N",
+        )
+
+    @classmethod
+    def add_undo_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "service", choices=SERVICES, metavar="SERVICE", help=" | ".join(SERVICES)
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Lever:
+        return cls(args.service, getattr(args, "which", "all"))
+
+    @classmethod
+    def from_form(cls, form: Form) -> Lever:
+        service = str(form.get("service", ""))
+        if service not in SERVICES:
+            raise ValueError(f"the service is one of {', '.join(SERVICES)}, not {service!r}")
+        return cls(service)
+
+    @classmethod
+    def soak_settings(cls, kind: str, draws: Draws) -> dict[str, Any]:
+        return {"target": draws.service}
+
+    @classmethod
+    def soak_lever(cls, spec: FaultSpec, which: str) -> Lever:
+        return cls(spec.target.split("-")[0], which)
+
+    @classmethod
+    def soak_service(cls, spec: FaultSpec) -> str | None:
+        return spec.target.split("-")[0]
+
+
+def held_for(parser: argparse.ArgumentParser, undo: str) -> None:
+    """--seconds N / --hold: how long a lever stays pulled before the CLI undoes it."""
+    how_long = parser.add_mutually_exclusive_group()
+    how_long.add_argument(
+        "--seconds",
+        type=seconds,
+        default=30.0,
+        help=f"how long (default 30); 0 holds until `{PROG} {undo}`",
+    )
+    how_long.add_argument(
+        "--hold", action="store_true", help=f"hold until `{PROG} {undo}` (same as --seconds 0)"
+    )
+
+
+def service_targets(
+    pull: str, undo: str, pull_help: str, undo_help: str, *options: tuple[str, str]
+) -> tuple[MakeTarget, ...]:
+    """`make <pull> SERVICE=... [options]` and `make <undo> SERVICE=...`."""
+    return (
+        MakeTarget(pull, (pull,), pull_help, ("SERVICE",), options),
+        MakeTarget(undo, (undo,), undo_help, ("SERVICE",)),
+    )
 
 
 @dataclass(frozen=True)
@@ -115,6 +283,26 @@ class Kill(ServiceLever):
     make_target: ClassVar[str] = "kill"
     make_undo: ClassVar[str] = "start"
     summary: ClassVar[str] = "SIGKILL a service: a crash, no shutdown code runs"
+    description: ClassVar[str] = (
+        "SIGKILL the service's container(s), as `docker kill` does: no shutdown code runs, "
+        "in-flight work is cut off mid-step. Exit code 137."
+    )
+    undo_summary: ClassVar[str] = "start a killed or stopped service and wait until it is healthy"
+    undo_description: ClassVar[str] = (
+        "Start the service's exited containers and wait until they pass their healthcheck."
+    )
+    make_targets: ClassVar[tuple[MakeTarget, ...]] = service_targets(
+        "kill",
+        "start",
+        "SIGKILL a service: make kill SERVICE=worker [WHICH=random|2]",
+        "Start a killed or stopped service again: make start SERVICE=worker",
+        ("WHICH", "--which"),
+    )
+    soak_kinds: ClassVar[dict[str, str]] = {
+        "worker-kill": "SIGKILL one worker container, start it again after the hold",
+        "bank-kill": "SIGKILL the bank, start it again after the hold",
+        "temporal-kill": "SIGKILL the Temporal server, start it again after the hold",
+    }
     # What a learner should know once the service is killed.
     AFTER: ClassVar[dict[str, str]] = {
         "worker": (
@@ -130,6 +318,14 @@ class Kill(ServiceLever):
             "it is back, and a restart clears the fault switch: `make start SERVICE=bank`."
         ),
     }
+
+    @classmethod
+    def soak_settings(cls, kind: str, draws: Draws) -> dict[str, Any]:
+        return {"target": draws.worker if kind == "worker-kill" else kind.removesuffix("-kill")}
+
+    @classmethod
+    def soak_describe(cls, spec: FaultSpec) -> str:
+        return f"kill {spec.target} (SIGKILL), start it again after {spec.hold:g} s"
 
     def pull(self, stack: Stack) -> list[str]:
         return self._named(stack.kill(self.service, self.which))
@@ -155,6 +351,23 @@ class Stop(ServiceLever):
     make_target: ClassVar[str] = "stop"
     make_undo: ClassVar[str] = "start"
     summary: ClassVar[str] = "stop a service gracefully (SIGTERM)"
+    description: ClassVar[str] = (
+        "Stop the service gracefully (SIGTERM, then SIGKILL after its grace period): the "
+        "worker finishes in-flight activities and tells Temporal it is leaving."
+    )
+    make_targets: ClassVar[tuple[MakeTarget, ...]] = service_targets(
+        "stop",
+        "start",
+        "Stop a service gracefully (SIGTERM): make stop SERVICE=worker",
+        "Start a killed or stopped service again: make start SERVICE=worker",
+    )
+    soak_left_out: ClassVar[str] = (
+        "a graceful stop lets in-flight steps finish: the kills are the harder case"
+    )
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        cls.add_undo_arguments(parser)  # every container of the service: no --which
 
     def pull(self, stack: Stack) -> list[str]:
         running = [c for c in stack.containers(self.service) if c.state in ("running", "paused")]
@@ -186,6 +399,27 @@ class Pause(ServiceLever):
     make_target: ClassVar[str] = "pause"
     make_undo: ClassVar[str] = "unpause"
     summary: ClassVar[str] = "freeze a service (docker pause) for a while: it answers nothing"
+    description: ClassVar[str] = (
+        "Freeze the service's processes (docker pause), count down, then unpause it by "
+        "itself. Ctrl+C unpauses at once.\n\n" + PAUSE_VS_DISCONNECT
+    )
+    undo_summary: ClassVar[str] = "unfreeze a paused service"
+    undo_description: ClassVar[str] = "Unpause the service's paused containers."
+    make_targets: ClassVar[tuple[MakeTarget, ...]] = service_targets(
+        "pause",
+        "unpause",
+        "Freeze a service: make pause SERVICE=temporal [SECONDS=30] (0: until unpause)",
+        "Unfreeze a paused service: make unpause SERVICE=temporal",
+        ("SECONDS", "--seconds"),
+    )
+    held: ClassVar[bool] = True
+    soak_kinds: ClassVar[dict[str, str]] = {
+        "pause": "docker pause Temporal, the bank or one worker for the hold",
+    }
+
+    @classmethod
+    def soak_describe(cls, spec: FaultSpec) -> str:
+        return f"pause {spec.target} for {spec.hold:g} s"
 
     def pull(self, stack: Stack) -> list[str]:
         return self._named(stack.pause(self.service, self.which))
@@ -213,6 +447,29 @@ class Disconnect(ServiceLever):
     make_target: ClassVar[str] = "disconnect"
     make_undo: ClassVar[str] = "reconnect"
     summary: ClassVar[str] = "cut a service off the network for a while (a real partition)"
+    description: ClassVar[str] = (
+        "Disconnect the service from every network it shares with the other services "
+        "(docker network disconnect), count down, then reconnect it under its service "
+        "name. Ctrl+C reconnects at once. A disconnected Temporal loses its published "
+        "ports too; the bank keeps its control network, so this machine still reaches "
+        "its page and its fault switch while the worker cannot reach it.\n\n" + PAUSE_VS_DISCONNECT
+    )
+    undo_summary: ClassVar[str] = "plug a disconnected service back into the network"
+    undo_description: ClassVar[str] = (
+        "Reconnect the service's containers to the networks it shares with the other "
+        "services, under the service's name so the others find it again."
+    )
+    make_targets: ClassVar[tuple[MakeTarget, ...]] = service_targets(
+        "disconnect",
+        "reconnect",
+        "Cut a service off the network: make disconnect SERVICE=bank [SECONDS=30]",
+        "Plug a disconnected service back in: make reconnect SERVICE=bank",
+        ("SECONDS", "--seconds"),
+    )
+    held: ClassVar[bool] = True
+    soak_kinds: ClassVar[dict[str, str]] = {
+        "disconnect": "cut Temporal, the bank or one worker off the network for the hold",
+    }
     # What a disconnect cuts, per service (Stack.links; compose/compose.yaml).
     AFTER: ClassVar[dict[str, str]] = {
         "worker": (
@@ -230,6 +487,10 @@ class Disconnect(ServiceLever):
             "calls fail."
         ),
     }
+
+    @classmethod
+    def soak_describe(cls, spec: FaultSpec) -> str:
+        return f"cut {spec.target} off the network for {spec.hold:g} s"
 
     def pull(self, stack: Stack) -> list[str]:
         return self._named(stack.disconnect(self.service, self.which))
@@ -267,9 +528,154 @@ class BankFault(Lever):
     make_target: ClassVar[str] = "fault"
     make_undo: ClassVar[str] = "faults-clear"
     summary: ClassVar[str] = "set the bank's fault switch: error, latency, hang, drop, down"
+    make_targets: ClassVar[tuple[MakeTarget, ...]] = (
+        MakeTarget(
+            "fault",
+            ("fault",),
+            "Break the bank: make fault OP=deposit MODE=error [RATE=0.5] [LATENCY_MS=2000]",
+            ("OP", "MODE"),
+            (("RATE", "--rate"), ("LATENCY_MS", "--latency-ms"), ("JITTER_MS", "--jitter-ms")),
+        ),
+        MakeTarget("faults", ("fault", "show"), "Show the bank's fault switch"),
+        MakeTarget("faults-clear", ("fault", "clear"), "Clear every bank fault"),
+    )
+    # The soak's kinds, each a mode of the switch; the modes it leaves out, and why.
+    soak_kinds: ClassVar[dict[str, str]] = {
+        "bank-error": "the bank's switch: 503 injected_fault on some calls, nothing moves",
+        "bank-latency": "the bank's switch: answers 0.5 to 3 s late (with jitter)",
+        "bank-drop": "the bank's switch: drop_response, the money moves, the answer is lost",
+        "bank-down": "the bank's switch: every withdraw and deposit answers 503 bank_down",
+    }
+    SOAK_MODES: ClassVar[dict[str, FaultMode]] = {
+        "bank-error": FaultMode.ERROR,
+        "bank-latency": FaultMode.LATENCY,
+        "bank-drop": FaultMode.DROP_RESPONSE,
+        "bank-down": FaultMode.DOWN,
+    }
+    MODES_LEFT_OUT: ClassVar[dict[FaultMode, str]] = {
+        FaultMode.HANG: (
+            "a call that never answers and moves nothing is bank-latency past the timeout; "
+            "bank-drop is the harder no-answer case (the money moved)"
+        ),
+    }
 
     operation: str  # withdraw, deposit or all
     fault: Fault
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        modes = "\n".join(f"  {mode.value:<14} {text}" for mode, text in FAULT_MODES.items())
+        parser.description = (
+            "The bank's flakiness switch, through its HTTP API.\n\n"
+            f"  {PROG} fault OPERATION MODE [--rate R] [--latency-ms N] [--jitter-ms N]\n"
+            f"  {PROG} fault clear [OPERATION]\n"
+            f"  {PROG} fault show\n\n"
+            "OPERATION: withdraw, deposit, or all (both). MODE:\n" + modes + "\n\n"
+            "Reads, the ledger and /health are never faulted. Restarting the bank clears "
+            "every fault."
+        )
+        commands = parser.add_subparsers(
+            dest="fault_command", required=True, metavar="OPERATION|clear|show"
+        )
+        for operation in FAULT_OPERATIONS:
+            target = "withdraw and deposit" if operation == "all" else operation
+            sub = commands.add_parser(
+                operation,
+                help=f"put a fault on {target}",
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                description=f"Put a fault on {target}. MODE:\n{modes}",
+            )
+            sub.add_argument(
+                "mode",
+                choices=[m.value for m in FaultMode],
+                metavar="MODE",
+                help=", ".join(FaultMode),
+            )
+            sub.add_argument(
+                "--rate", type=rate, default=1.0, help="chance a call is hit, in (0, 1] (default 1)"
+            )
+            sub.add_argument(
+                "--latency-ms", type=milliseconds, default=0, help="mode latency: the delay"
+            )
+            sub.add_argument(
+                "--jitter-ms",
+                type=milliseconds,
+                default=0,
+                help="mode latency: the delay varies by up to this much (at most --latency-ms)",
+            )
+        clear = commands.add_parser(
+            "clear", help="clear one fault or all of them", description="Clear faults."
+        )
+        clear.add_argument(
+            "operation",
+            nargs="?",
+            choices=FAULT_OPERATIONS,
+            metavar="OPERATION",
+            help="withdraw, deposit or all (default: all)",
+        )
+        commands.add_parser("show", help="show the switch", description="Show the switch.")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BankFault:
+        if args.fault_command not in FAULT_OPERATIONS:
+            raise ValueError(f"`fault {args.fault_command}` pulls no lever")
+        mode = FaultMode(args.mode)
+        if mode is not FaultMode.LATENCY and (args.latency_ms or args.jitter_ms):
+            raise ValueError(f"--latency-ms and --jitter-ms go with mode latency, not {mode.value}")
+        if mode is FaultMode.LATENCY and not args.latency_ms:
+            raise ValueError("mode latency needs --latency-ms above 0, e.g. --latency-ms 2000")
+        if args.jitter_ms > args.latency_ms:
+            raise ValueError(
+                f"--jitter-ms ({args.jitter_ms}) cannot be more than --latency-ms "
+                f"({args.latency_ms}): the delay, latency +/- jitter, must not go below 0"
+            )
+        fault = Fault(mode, rate=args.rate, latency_ms=args.latency_ms, jitter_ms=args.jitter_ms)
+        return cls(args.fault_command, validate(fault))  # FaultSpecError is a ValueError
+
+    @classmethod
+    def from_form(cls, form: Form) -> BankFault:
+        operation = str(form.get("operation", "all"))
+        if operation not in FAULT_OPERATIONS:
+            raise ValueError(f"the operation is one of {', '.join(FAULT_OPERATIONS)}")
+        try:
+            mode = FaultMode(str(form.get("mode", "")))
+        except ValueError:
+            raise ValueError(f"not a fault mode: {form.get('mode')!r}") from None
+        fault = Fault(
+            mode,
+            rate=form_number(form, "rate", float) or 1.0,
+            latency_ms=form_number(form, "latency_ms"),
+            jitter_ms=form_number(form, "jitter_ms"),
+        )
+        return cls(operation, validate(fault))
+
+    @classmethod
+    def soak_settings(cls, kind: str, draws: Draws) -> dict[str, Any]:
+        if kind == "bank-latency":
+            return {"target": draws.op, "latency_ms": draws.latency, "jitter_ms": draws.jitter}
+        if kind == "bank-down":
+            return {"target": "all"}
+        return {"target": draws.op, "rate": draws.rate}  # bank-error, bank-drop
+
+    @classmethod
+    def soak_lever(cls, spec: FaultSpec, which: str) -> Lever:
+        mode = cls.SOAK_MODES[spec.kind]
+        fault = Fault(mode, rate=spec.rate, latency_ms=spec.latency_ms, jitter_ms=spec.jitter_ms)
+        return cls(spec.target, fault)
+
+    @classmethod
+    def soak_describe(cls, spec: FaultSpec) -> str:
+        hold = f"{spec.hold:g} s"
+        if spec.kind == "bank-latency":
+            return (
+                f"bank {spec.target} answers {spec.latency_ms} ms +/- {spec.jitter_ms} ms "
+                f"late for {hold}"
+            )
+        if spec.kind == "bank-down":
+            return f"bank down for {hold}"
+        share = "" if spec.rate >= 1 else f" ({spec.rate:.0%} of calls)"
+        mode = "error" if spec.kind == "bank-error" else "drop_response"
+        return f"bank {mode} on {spec.target}{share} for {hold}"
 
     def pull(self, stack: Stack) -> list[str]:
         asyncio.run(_bank(stack, lambda bank: bank.set_fault(self.operation, self.fault)))
@@ -322,6 +728,48 @@ class LinkFault(Lever):
     summary: ClassVar[str] = (
         "slow down, lose packets on, narrow or reset the link between two services"
     )
+    description: ClassVar[str] = (
+        "Break the link between a client (worker, starter) and a server (temporal, bank), "
+        "both ways, and only that link:\n\n"
+        "  --delay-ms N [--jitter-ms J]  every packet N ms (+/- J) late each way: a round "
+        "trip takes 2N ms more\n"
+        "  --loss-pct P                  P% of the packets lost each way: TCP resends, "
+        "calls slow down or time out\n"
+        "  --rate-kbit K                 at most K kbit/s each way\n"
+        "  --reset                       every TCP connection reset (RST), new ones "
+        "refused\n\n"
+        "A helper container joins each end's network namespace with NET_ADMIN for the "
+        "length of the fault (the lab's containers gain nothing); `make link-clear` or "
+        "the end of --seconds takes every rule away."
+    )
+    undo_summary: ClassVar[str] = "put every link back as it was"
+    undo_description: ClassVar[str] = (
+        "Stop every link-fault helper: each takes its rules away as it stops."
+    )
+    make_targets: ClassVar[tuple[MakeTarget, ...]] = (
+        MakeTarget(
+            "link",
+            ("link",),
+            "Slow, lose or reset one link: make link FROM=worker TO=bank DELAY_MS=300 "
+            "[LOSS_PCT=5 RATE_KBIT=256 RESET=1 DIRECTION=back SECONDS=30]",
+            ("FROM", "TO"),
+            (
+                ("DELAY_MS", "--delay-ms"),
+                ("JITTER_MS", "--jitter-ms"),
+                ("LOSS_PCT", "--loss-pct"),
+                ("RATE_KBIT", "--rate-kbit"),
+                ("DIRECTION", "--direction"),
+                ("SECONDS", "--seconds"),
+            ),
+            (("RESET", "--reset"),),
+        ),
+        MakeTarget("link-clear", ("link-clear",), "Put every link back as it was"),
+    )
+    soak_kinds: ClassVar[dict[str, str]] = {
+        "link-delay": "the link worker-Temporal or worker-bank 100 to 400 ms late each way",
+        "link-loss": "the link worker-Temporal or worker-bank loses 5% to 30% of its packets",
+        "link-reset": "every TCP connection on the link worker-Temporal or worker-bank reset",
+    }
 
     client: str
     server: str
@@ -334,6 +782,83 @@ class LinkFault(Lever):
     # there (client to server), or only those coming back (the server's answers).
     direction: str = "both"
     seconds: float = 0.0  # the helpers take the fault away by themselves after this; 0: never
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("a", choices=LINK_ENDS, metavar="FROM", help=" | ".join(LINK_ENDS))
+        parser.add_argument("b", choices=LINK_ENDS, metavar="TO", help=" | ".join(LINK_ENDS))
+        parser.add_argument("--delay-ms", type=milliseconds, default=0, help="delay each way")
+        parser.add_argument(
+            "--jitter-ms", type=milliseconds, default=0, help="the delay varies by this"
+        )
+        parser.add_argument("--loss-pct", type=percent, default=0.0, help="share of packets lost")
+        parser.add_argument("--rate-kbit", type=kbit, default=0, help="bandwidth limit")
+        parser.add_argument("--reset", action="store_true", help="reset every TCP connection")
+        parser.add_argument(
+            "--direction",
+            choices=DIRECTIONS,
+            default="both",
+            help="the packets the loss, rate and resets hit: both ways (default), there "
+            "(client to server) or back (the server's answers)",
+        )
+        held_for(parser, "link-clear")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> LinkFault:
+        hold_for = 0.0 if args.hold else args.seconds
+        fault = cls.between(
+            args.a,
+            args.b,
+            delay_ms=args.delay_ms,
+            jitter_ms=args.jitter_ms,
+            loss_pct=args.loss_pct,
+            rate_kbit=args.rate_kbit,
+            reset=args.reset,
+            direction=args.direction,
+            # The helpers end by themselves a little after the CLI's countdown: a safety
+            # net should the command be killed before it clears the link.
+            seconds=hold_for + 5 if hold_for else 0,
+        )
+        fault.check()
+        return fault
+
+    @classmethod
+    def from_form(cls, form: Form) -> LinkFault:
+        fault = cls.between(
+            str(form.get("a", "")),
+            str(form.get("b", "")),
+            delay_ms=form_number(form, "delay_ms"),
+            jitter_ms=form_number(form, "jitter_ms"),
+            loss_pct=form_number(form, "loss_pct", float),
+            rate_kbit=form_number(form, "rate_kbit"),
+            reset=bool(form.get("reset")),
+            direction=str(form.get("direction") or "both"),
+        )
+        fault.check()
+        return fault
+
+    @classmethod
+    def soak_settings(cls, kind: str, draws: Draws) -> dict[str, Any]:
+        if kind == "link-delay":
+            return {
+                "target": draws.server,
+                "latency_ms": draws.delay,
+                "jitter_ms": draws.delay // 5,
+            }
+        if kind == "link-loss":
+            return {"target": draws.server, "loss_pct": draws.loss}
+        return {"target": draws.server}  # link-reset
+
+    @classmethod
+    def soak_lever(cls, spec: FaultSpec, which: str) -> Lever:
+        return cls(
+            "worker",
+            spec.target,
+            delay_ms=spec.latency_ms,
+            jitter_ms=spec.jitter_ms,
+            loss_pct=spec.loss_pct,
+            reset=spec.kind == "link-reset",
+        )
 
     @classmethod
     def between(cls, a: str, b: str, **settings: Any) -> LinkFault:
@@ -371,6 +896,9 @@ class LinkFault(Lever):
             )
         if stack.docker("image", "inspect", self.image, check=False).returncode != 0:
             raise StackError(f"The image {self.image} is missing: `make build` builds it.")
+        # Helpers left in the namespace of a container that restarted since hold nothing
+        # any more, but still have the names the new ones take.
+        _stop_helpers(stack, _link_helpers(stack))
         shared = set(stack.networks_of(self.client)) & set(stack.networks_of(self.server))
         clients = self._running(stack, self.client)
         servers = self._running(stack, self.server)
@@ -427,6 +955,9 @@ class LinkFault(Lever):
             f"--network=container:{end.id}", "--cap-add=NET_ADMIN",
             f"--label={LINK_LABEL}.project={stack.project}",
             f"--label={LINK_LABEL}={json.dumps(asdict(self))}",
+            # Which start of which container its rules are in: a restart wipes them.
+            f"--label={LINK_LABEL}.end={end.id}",
+            f"--label={LINK_LABEL}.started={_started_at(stack, end.id)}",
             self.image, *settings,
         )  # fmt: skip
         return name
@@ -453,9 +984,7 @@ class LinkFault(Lever):
 
     def undo(self, stack: Stack) -> list[str]:
         helpers = _link_helpers(stack)
-        if helpers:
-            # SIGTERM: each helper takes its rules away, then Docker removes it (--rm).
-            stack.docker("stop", "--time", "10", *(h["ID"] for h in helpers), check=False)
+        _stop_helpers(stack, helpers)
         return [h["Names"] for h in helpers]
 
     def describe(self) -> str:
@@ -493,17 +1022,51 @@ class LinkFault(Lever):
 
 
 def _link_helpers(stack: Stack) -> list[dict[str, str]]:
-    """The running link-fault helpers of this project: ID, Names, and the fault (JSON)."""
+    """The running link-fault helpers of this project: ID, Names, the fault (JSON), and
+    the container whose namespace it shares (end) as it was when the helper started
+    (started)."""
+    labels = ("", ".end", ".started")
     out = stack.docker(
         "ps", "--filter", f"label={LINK_LABEL}.project={stack.project}",
         "--format", "\t".join(
-            ("{{json .ID}}", "{{json .Names}}", f'{{{{json (.Label "{LINK_LABEL}")}}}}')
+            ("{{json .ID}}", "{{json .Names}}",
+             *(f'{{{{json (.Label "{LINK_LABEL}{label}")}}}}' for label in labels))
         ),
     )  # fmt: skip
+    keys = ("ID", "Names", "fault", "end", "started")
     rows = [line.split("\t") for line in out.stdout.splitlines() if line.strip()]
-    return [
-        {"ID": json.loads(i), "Names": json.loads(n), "fault": json.loads(f)} for i, n, f in rows
-    ]
+    return [dict(zip(keys, map(json.loads, row), strict=True)) for row in rows]
+
+
+def _started_at(stack: Stack, container_id: str) -> str:
+    """When the container last started; "" when it is not running (paused is running)."""
+    out = stack.docker(
+        "inspect", "--format", "{{.State.Running}} {{.State.StartedAt}}", container_id,
+        check=False,
+    )  # fmt: skip
+    running, _, at = out.stdout.strip().partition(" ")
+    return at if out.returncode == 0 and running == "true" else ""
+
+
+def _holding(stack: Stack, helpers: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """The helpers whose rules are still in place: a container that restarted (or stopped)
+    since its helper started has a new network namespace, without the rules, while the
+    helper lingers in the old one until it is stopped or its time is up."""
+    started: dict[str, str] = {}
+    found = []
+    for helper in helpers:
+        end = helper.get("end") or ""
+        if end and end not in started:
+            started[end] = _started_at(stack, end)
+        if not end or started[end] == helper.get("started"):
+            found.append(helper)
+    return found
+
+
+def _stop_helpers(stack: Stack, helpers: Sequence[dict[str, str]]) -> None:
+    if helpers:
+        # SIGTERM: each helper takes its rules away, then Docker removes it (--rm).
+        stack.docker("stop", "--time", "10", *(h["ID"] for h in helpers), check=False)
 
 
 class LabNow:
@@ -534,7 +1097,8 @@ class LabNow:
 
     @functools.cached_property
     def link_helpers(self) -> list[dict[str, str]]:
-        return _link_helpers(self.stack)
+        """The helpers whose rules are in place (not those a restart left holding none)."""
+        return _holding(self.stack, _link_helpers(self.stack))
 
     def connected(self, c: Container) -> bool:
         if c.id in self._connected:
@@ -559,6 +1123,15 @@ class LabNow:
                     )
         assert self._faults is None or isinstance(self._faults, FaultState)
         return self._faults
+
+
+def form_number(form: Form, key: str, kind: type[int] | type[float] = int) -> Any:
+    """A number from the panel's form (empty: 0); ValueError names the field."""
+    raw = form.get(key) or 0
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} is a number, not {raw!r}") from None
 
 
 CATALOGUE: tuple[type[Lever], ...] = (Kill, Stop, Pause, Disconnect, BankFault, LinkFault)
@@ -604,6 +1177,13 @@ def undo_all(stack: Stack) -> list[str]:
             seen.add(key)
             found.undo(stack)
             done.append(f"{found.describe()}: undone ({found.undo_hint()}).")
+    # Link-fault helpers whose container restarted hold nothing, so no fault above was on
+    # for them; they still linger until stopped.
+    lingering = _link_helpers(stack)
+    if lingering:
+        _stop_helpers(stack, lingering)
+        left = f"{len(lingering)} link-fault helper(s) left holding nothing by a restart"
+        done.append(f"{left}: stopped.")
     return done
 
 

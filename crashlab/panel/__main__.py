@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         token = stack.token
     shown = "localhost" if args.host in ("127.0.0.1", "::1", "localhost") else args.host
+    if shown in ("0.0.0.0", "::"):  # every interface: name this machine as others reach it
+        shown = socket.gethostname()
     link = f"http://{shown}:{args.port}/" + (f"#token={token}" if token else "")
     print(f"The lab's panel: {link}", flush=True)
     if token:

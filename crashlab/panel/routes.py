@@ -38,7 +38,10 @@ def page() -> str:
 @views.get("/api/state")
 async def current(request: Request) -> dict[str, Any]:
     temporal: Temporal = request.app.state.temporal
-    return await state(_stack(request), temporal, _timeline(request))
+    found = await state(_stack(request), temporal, _timeline(request))
+    # The page asks for the token when the levers need one and it has none.
+    found["needs_token"] = request.app.state.token is not None
+    return found
 
 
 def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:

@@ -4,6 +4,7 @@ coming and going when pulled elsewhere: `make kill`, the soak)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import threading
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ from crashlab.levers import (
     SERVERS,
     LabNow,
     Lever,
+    ServiceLever,
 )
 from crashlab.stack import Stack, StackError
 from crashlab.status import open_workflows, service_states
@@ -108,9 +110,48 @@ def _transfer(wf: Any, now: datetime) -> Transfer:
     return Transfer(wf.workflow_id, step, attempt, failure, wf.where(now))
 
 
+# The CLI's options the panel leaves out: a lever pulled here holds until it is undone here,
+# and acts on every container of its service.
+CLI_ONLY = ("seconds", "hold", "which")
+
+
+def form_fields(kind: type[Lever]) -> list[dict[str, Any]]:
+    """The fields of a lever's form, from its CLI arguments: a choice, a checkbox or a
+    value each (empty: a command of commands, such as `fault`, which needs a form of its
+    own on the page)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    kind.add_arguments(parser)
+    fields: list[dict[str, Any]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return []
+        if action.dest in CLI_ONLY:
+            continue
+        field: dict[str, Any] = {"name": action.dest, "label": action.dest.replace("_", " ")}
+        if action.metavar and not action.option_strings:
+            field["label"] = str(action.metavar).lower()
+        if action.choices:
+            field["choices"] = [str(c) for c in action.choices]
+        elif isinstance(action, argparse._StoreTrueAction):
+            field["type"] = "checkbox"
+        else:
+            numeric = isinstance(action.default, int | float)
+            field["type"] = "number" if numeric else "text"
+            field["value"] = action.default
+        fields.append(field)
+    return fields
+
+
 # What the page's buttons and forms offer, from the catalogue (crashlab/levers.py).
-CATALOGUE_SHOWN = {
+CATALOGUE_SHOWN: dict[str, Any] = {
     "summaries": {kind.command: kind.summary for kind in CATALOGUE},
+    # A button on each service's row for these, and the undo button's word.
+    "service_levers": [kind.command for kind in CATALOGUE if issubclass(kind, ServiceLever)],
+    "undo_labels": {kind.command: kind.undo_command.capitalize() for kind in CATALOGUE},
+    # The others' forms: the page makes one for each lever it has none of its own for.
+    "forms": {
+        kind.command: form_fields(kind) for kind in CATALOGUE if not issubclass(kind, ServiceLever)
+    },
     "fault_modes": {mode.value: text for mode, text in FAULT_MODES.items()},
     "operations": list(FAULT_OPERATIONS),
     "link_clients": list(CLIENTS),

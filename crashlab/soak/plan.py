@@ -17,17 +17,7 @@ from crashlab.invariants import (
     COMPLETED,
     REJECTED,
 )
-from crashlab.levers import (
-    FAULT_OPERATIONS,
-    BankFault,
-    Disconnect,
-    Kill,
-    Lever,
-    LinkFault,
-    Pause,
-    ServiceLever,
-    Stop,
-)
+from crashlab.levers import CATALOGUE, FAULT_OPERATIONS, BankFault, Lever
 from worker.shared import (
     PaymentDetails,
 )
@@ -39,52 +29,23 @@ class SoakError(Exception):
 
 # --- what can break ----------------------------------------------------------------------
 
-# The catalogue's lever (crashlab/levers.py) each kind pulls. A kind missing here cannot be
-# scheduled: parse_kinds and FaultSpec.lever refuse it rather than guess.
+# Each kind of fault the soak schedules pulls a lever of the catalogue (crashlab/levers.py:
+# its soak_kinds). A kind missing there cannot be scheduled: parse_kinds and
+# FaultSpec.lever refuse it rather than guess.
 LEVER_OF_KIND: dict[str, type[Lever]] = {
-    "worker-kill": Kill,
-    "bank-kill": Kill,
-    "temporal-kill": Kill,
-    "pause": Pause,
-    "disconnect": Disconnect,
-    "bank-error": BankFault,
-    "bank-latency": BankFault,
-    "bank-drop": BankFault,
-    "bank-down": BankFault,
-    "link-delay": LinkFault,
-    "link-loss": LinkFault,
-    "link-reset": LinkFault,
+    kind: lever for lever in CATALOGUE for kind in lever.soak_kinds
 }
-BANK_MODE_OF_KIND = {
-    "bank-error": FaultMode.ERROR,
-    "bank-latency": FaultMode.LATENCY,
-    "bank-drop": FaultMode.DROP_RESPONSE,
-    "bank-down": FaultMode.DOWN,
-}
+KIND_HELP = {kind: text for lever in CATALOGUE for kind, text in lever.soak_kinds.items()}
+FAULT_KINDS = tuple(LEVER_OF_KIND)
+# The bank's switch: the mode each bank-* kind sets.
+BANK_MODE_OF_KIND = BankFault.SOAK_MODES
 # Levers and bank modes the schedule leaves out on purpose, and why
 # (tests/unit/test_levers.py holds every other one to appear above).
 LEFT_OUT: dict[type[Lever] | FaultMode, str] = {
-    Stop: "a graceful stop lets in-flight steps finish: the kills are the harder case",
-    FaultMode.HANG: (
-        "a call that never answers and moves nothing is bank-latency past the timeout; "
-        "bank-drop is the harder no-answer case (the money moved)"
-    ),
+    lever: lever.soak_left_out for lever in CATALOGUE if lever.soak_left_out
 }
-FAULT_KINDS = tuple(LEVER_OF_KIND)
-KIND_HELP = {
-    "worker-kill": "SIGKILL one worker container, start it again after the hold",
-    "bank-kill": "SIGKILL the bank, start it again after the hold",
-    "temporal-kill": "SIGKILL the Temporal server, start it again after the hold",
-    "pause": "docker pause Temporal, the bank or one worker for the hold",
-    "disconnect": "cut Temporal, the bank or one worker off the network for the hold",
-    "bank-error": "the bank's switch: 503 injected_fault on some calls, nothing moves",
-    "bank-latency": "the bank's switch: answers 0.5 to 3 s late (with jitter)",
-    "bank-drop": "the bank's switch: drop_response, the money moves, the answer is lost",
-    "bank-down": "the bank's switch: every withdraw and deposit answers 503 bank_down",
-    "link-delay": "the link worker-Temporal or worker-bank 100 to 400 ms late each way",
-    "link-loss": "the link worker-Temporal or worker-bank loses 5% to 30% of its packets",
-    "link-reset": "every TCP connection on the link worker-Temporal or worker-bank reset",
-}
+for mode, why in BankFault.MODES_LEFT_OUT.items():
+    LEFT_OUT[mode] = why
 BANK_OPS = FAULT_OPERATIONS
 RATES = (0.3, 0.5, 1.0)
 
@@ -131,55 +92,23 @@ class FaultSpec:
     loss_pct: float = 0.0  # link-loss
 
     def describe(self) -> str:
-        hold = f"{self.hold:g} s"
-        if LEVER_OF_KIND[self.kind] is LinkFault:
-            return f"{self.lever().describe()} for {hold}"
-        share = "" if self.rate >= 1 else f" ({self.rate:.0%} of calls)"
-        if self.kind.endswith("-kill"):
-            return f"kill {self.target} (SIGKILL), start it again after {hold}"
-        if self.kind == "pause":
-            return f"pause {self.target} for {hold}"
-        if self.kind == "disconnect":
-            return f"cut {self.target} off the network for {hold}"
-        if self.kind == "bank-latency":
-            return (
-                f"bank {self.target} answers {self.latency_ms} ms +/- {self.jitter_ms} ms "
-                f"late for {hold}"
-            )
-        if self.kind == "bank-down":
-            return f"bank down for {hold}"
-        mode = "error" if self.kind == "bank-error" else "drop_response"
-        return f"bank {mode} on {self.target}{share} for {hold}"
+        return LEVER_OF_KIND[self.kind].soak_describe(self)
 
     @property
     def service(self) -> str | None:
         """The container service a fault stops or cuts off, to wait for its health after
         the undo (None: the bank's switch and the link faults leave every container up)."""
-        if LEVER_OF_KIND[self.kind] in (BankFault, LinkFault):
-            return None
-        return self.target.split("-")[0]
+        return LEVER_OF_KIND[self.kind].soak_service(self)
 
     def fault(self) -> Fault:
         """The bank's fault switch setting for a bank-* kind."""
-        mode = BANK_MODE_OF_KIND[self.kind]
-        return Fault(mode, rate=self.rate, latency_ms=self.latency_ms, jitter_ms=self.jitter_ms)
+        lever = self.lever()
+        assert isinstance(lever, BankFault), f"{self.kind} sets no bank fault"
+        return lever.fault
 
     def lever(self, which: str = "all") -> Lever:
         """The catalogue's lever for this fault; ``which`` picks the container."""
-        kind = LEVER_OF_KIND[self.kind]
-        if kind is BankFault:
-            return BankFault(self.target, self.fault())
-        if kind is LinkFault:
-            return LinkFault(
-                "worker",
-                self.target,
-                delay_ms=self.latency_ms,
-                jitter_ms=self.jitter_ms,
-                loss_pct=self.loss_pct,
-                reset=self.kind == "link-reset",
-            )
-        assert issubclass(kind, ServiceLever)
-        return kind(self.target.split("-")[0], which)
+        return LEVER_OF_KIND[self.kind].soak_lever(self, which)
 
 
 @dataclass(frozen=True)
@@ -234,34 +163,37 @@ def make_schedule(
     return Schedule(tuple(faults), round(t + rng.uniform(*gap), 1))
 
 
+@dataclass(frozen=True)
+class Draws:
+    """The random draws for one fault; a lever's soak_settings picks what its kind needs.
+    The same draws whatever the kind, so one kind's settings never shift the next fault's."""
+
+    worker: str  # worker-1 ...
+    service: str  # temporal, bank or a worker
+    op: str  # withdraw, deposit or all
+    rate: float
+    latency: int  # ms, for the bank's switch
+    jitter: int
+    server: str  # temporal or bank: a link's far end
+    delay: int  # ms, for a link
+    loss: float  # %, for a link
+
+    @classmethod
+    def draw(cls, rng: random.Random, workers: int) -> Draws:
+        worker = f"worker-{rng.randint(1, max(1, workers))}"
+        service = rng.choice(("temporal", "bank", worker))
+        op = rng.choice(BANK_OPS)
+        rate = rng.choice(RATES)
+        latency = rng.randrange(500, 3001, 250)
+        jitter = rng.randrange(0, latency // 2 + 1, 50)
+        server = rng.choice(("temporal", "bank"))
+        delay = rng.randrange(100, 401, 50)
+        loss = rng.choice((5.0, 10.0, 20.0, 30.0))
+        return cls(worker, service, op, rate, latency, jitter, server, delay, loss)
+
+
 def _target(rng: random.Random, kind: str, workers: int) -> dict[str, Any]:
-    # The same draws whatever the kind, so one kind's settings never shift the next fault's.
-    worker = f"worker-{rng.randint(1, max(1, workers))}"
-    service = rng.choice(("temporal", "bank", worker))
-    op = rng.choice(BANK_OPS)
-    rate = rng.choice(RATES)
-    latency = rng.randrange(500, 3001, 250)
-    jitter = rng.randrange(0, latency // 2 + 1, 50)
-    server = rng.choice(("temporal", "bank"))
-    delay = rng.randrange(100, 401, 50)
-    loss = rng.choice((5.0, 10.0, 20.0, 30.0))
-    if kind == "link-delay":
-        return {"target": server, "latency_ms": delay, "jitter_ms": delay // 5}
-    if kind == "link-loss":
-        return {"target": server, "loss_pct": loss}
-    if kind == "link-reset":
-        return {"target": server}
-    if kind == "worker-kill":
-        return {"target": worker}
-    if kind in ("bank-kill", "temporal-kill"):
-        return {"target": kind.removesuffix("-kill")}
-    if kind in ("pause", "disconnect"):
-        return {"target": service}
-    if kind == "bank-latency":
-        return {"target": op, "latency_ms": latency, "jitter_ms": jitter}
-    if kind == "bank-down":
-        return {"target": "all"}
-    return {"target": op, "rate": rate}  # bank-error, bank-drop
+    return LEVER_OF_KIND[kind].soak_settings(kind, Draws.draw(rng, workers))
 
 
 # The share of transfers started in bursts, one burst as each fault strikes; the others

@@ -3,9 +3,9 @@ outside the repository, with a venv of its own where the lab is installed from i
 and nothing but the pytest plugin between them.
 
 The example's three tests (the lab's worker killed, the project's own worker killed in
-its container, and run in the test process through a frozen bank) must pass; a failing test must come with the lab's status, the open
-workflows' histories and the logs; --crashlab-keep must leave that lab up, and
---crashlab-reuse must attach to it.
+its container, and run in the test process through a frozen bank) must pass; a failing
+test must come with the lab's status, the open workflows' histories and the logs;
+--crashlab-keep must leave that lab up, and --crashlab-reuse must attach to it.
 """
 
 from __future__ import annotations

@@ -433,6 +433,94 @@ async def test_a_slow_link_slows_that_link_alone_until_it_is_cleared(
     assert "Levers on now\n  none" in await status_screen(lab, capsys)
 
 
+# What the worker downloads from the bank's teller API over one connection: its own
+# description (GET /openapi.json), again and again, each answer read whole. Prints the
+# bytes that crossed and the time, after each answer.
+DOWNLOAD = r"""
+import re, socket, sys, time
+host, port, times = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((host, port), timeout=60)
+ask = f"GET /openapi.json HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+def more(got):
+    chunk = s.recv(65536)
+    if not chunk:
+        sys.exit("the server closed the connection")
+    return got + chunk
+crossed, got, t = 0, b"", time.monotonic()
+for _ in range(times):
+    s.sendall(ask)
+    while b"\r\n\r\n" not in got:
+        got = more(got)
+    head, _, got = got.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+    while len(got) < length:
+        got = more(got)
+    crossed += len(head) + 4 + length
+    got = got[length:]
+    print(crossed, time.monotonic() - t)
+"""
+
+
+def download(lab: Lab, times: int) -> list[tuple[int, float]]:
+    """(bytes so far, seconds so far) after each of the bank's answers to the worker."""
+    [worker] = lab.containers("worker")
+    out = subprocess.run(
+        ["docker", "exec", worker.id, "python", "-c", DOWNLOAD, "bank", "8000", str(times)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [(int(b), float(t)) for b, t in (line.split() for line in out.stdout.splitlines())]
+
+
+async def test_a_narrow_link_carries_no_more_than_its_rate(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    free = download(lab, 8)
+    code = await lab_cli(lab, "link", "worker", "bank", "--rate-kbit", "128", "--hold")
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    assert "Link worker <-> bank: 128 kbit/s" in capsys.readouterr().out
+    try:
+        narrow = download(lab, 8)
+        assert round_trip_ms(lab, "temporal", 7233) < 150  # the worker's other link is free
+    finally:
+        assert await lab_cli(lab, "link-clear") == cli.EXIT_OK
+    assert link_helpers(lab) == ""
+    # The shaper lets a first burst through at once, then holds to its rate: measured
+    # from the third answer on (some 55 kB, 3.5 s), TCP's and IP's own bytes taking
+    # their share of it.
+    (start, began), (end, ended) = narrow[2], narrow[-1]
+    kbit = (end - start) * 8 / 1000 / (ended - began)
+    assert 0.6 * 128 <= kbit <= 1.2 * 128, narrow
+    assert narrow[-1][1] > 3 * free[-1][1], (free, narrow)
+    assert download(lab, 8)[-1][1] < narrow[-1][1] / 3  # cleared: free again
+
+
+async def test_a_link_fault_leaves_status_once_its_container_restarted(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A restart gives the worker a new network namespace, without the helper's rules: the
+    link is quick again, and neither status nor the next `link` believes otherwise."""
+    code = await lab_cli(lab, "link", "worker", "bank", "--delay-ms", "200", "--hold")
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    try:
+        assert "link worker <-> bank: 200 ms delay" in await status_screen(lab, capsys)
+        await in_thread(lab.kill, "worker")
+        await in_thread(lab.start, "worker")
+        assert round_trip_ms(lab, "bank", 8000) < 150
+        screen = await status_screen(lab, capsys)
+        assert "link worker <-> bank" not in screen
+        assert "Levers on now\n  none" in screen
+        # The helper left behind does not stand in the way of the next fault.
+        code = await lab_cli(lab, "link", "worker", "bank", "--delay-ms", "200", "--hold")
+        assert code == cli.EXIT_OK, capsys.readouterr().err
+        assert 380 <= round_trip_ms(lab, "bank", 8000) < 1500
+    finally:
+        assert await lab_cli(lab, "link-clear") == cli.EXIT_OK
+    assert link_helpers(lab) == ""
+    assert round_trip_ms(lab, "bank", 8000) < 150
+
+
 async def test_after_all_that_the_ledger_holds(
     lab: Lab, temporal: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:

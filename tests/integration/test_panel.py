@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -83,6 +84,25 @@ def test_a_lever_without_the_token_is_refused(lab: Lab, panel: str) -> None:
     assert httpx.get(f"{panel}/api/state", timeout=20).json()["project"] == lab.project
 
 
+def test_the_page_asks_for_the_token_once_and_keeps_it(panel: str, browser: Browser) -> None:
+    """As on the hosted lab's Panel tab, opened with no token in its address."""
+    browser.goto(f"{panel}/")
+    browser.evaluate("sessionStorage.clear()")
+    browser.goto(f"{panel}/")
+    form = "document.querySelector('#token-form')"
+    browser.wait_for(f"!{form}.hidden")
+    browser.screenshot(ARTIFACTS / "panel-asks-for-the-token.png")
+    browser.evaluate(f"{form}.token.value = {json.dumps(TOKEN)}")
+    browser.click("#token-form button")
+    browser.wait_for(f"{form}.hidden")
+    assert browser.evaluate("sessionStorage.getItem('labToken')") == TOKEN
+    # Loaded again (at another address: going from it to /#token=... must load the page,
+    # not only move to the fragment), the tab still has it.
+    browser.goto(f"{panel}/?again")
+    browser.wait_for(shown("#pull-kill-worker"))
+    assert browser.evaluate(f"{form}.hidden")
+
+
 async def test_kill_and_start_the_worker_from_the_panel_mid_transfer(
     lab: Lab, panel: str, browser: Browser
 ) -> None:
@@ -131,3 +151,31 @@ async def test_kill_and_start_the_worker_from_the_panel_mid_transfer(
             assert (row_.account_id, row_.amount) == (account, 7)
         report = await check_bank(bank, settled=True)
     assert report.ok, report.lines()
+
+
+def test_a_lever_with_no_form_of_its_own_gets_one_made_from_its_fields(
+    lab: Lab, panel: str, browser: Browser
+) -> None:
+    """The form a new lever of the catalogue gets, shown here with the link's: its own form
+    taken away, the page makes one from the fields the server sends, and it pulls the lever."""
+    browser.goto(f"{panel}/?made")
+    browser.wait_for(shown("#pull-kill-worker"))  # the catalogue has come
+    browser.evaluate("document.getElementById('link-form').remove(); setUpForms(catalogue)")
+    made = "#more-levers #link-form"
+    browser.wait_for(shown(made))
+    browser.evaluate(
+        f"(() => {{ const f = document.querySelector({json.dumps(made)});"
+        " f.a.value = 'worker'; f.b.value = 'bank'; f.delay_ms.value = '100'; })()"
+    )
+    browser.screenshot(ARTIFACTS / "panel-made-form.png")
+    browser.click(f"{made} button")
+    browser.wait_for(f"{text_of('#levers-on')}.includes('link worker <-> bank: 100 ms delay')")
+    browser.click("#levers-on button.undo")
+    browser.wait_for(f"{text_of('#levers-on')}.includes('nothing is broken')")
+    helpers = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=crashlab.link.project={lab.project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert helpers.stdout.strip() == ""

@@ -85,3 +85,34 @@ def test_the_timeline_records_levers_pulled_elsewhere_once() -> None:
         ("on", "bank paused (frozen)"),
         ("off", "worker killed (SIGKILL)"),
     ]
+
+
+async def test_the_page_is_told_whether_the_levers_need_a_token() -> None:
+    for token, needed in (("s3cret", True), (None, False)):
+        async with panel(FakeStack(), token) as client:
+            answer = await client.get("/api/state")
+        assert answer.status_code == 200
+        assert answer.json()["needs_token"] is needed
+
+
+def test_a_lever_with_no_form_on_the_page_gets_one_from_its_cli_arguments() -> None:
+    forms = CATALOGUE_SHOWN["forms"]
+    assert set(forms) == {"fault", "link"}  # the service levers are buttons on each row
+    assert forms["fault"] == []  # a command of commands: its form is on the page
+    fields = {f["name"]: f for f in forms["link"]}
+    assert list(fields) == [
+        "a", "b", "delay_ms", "jitter_ms", "loss_pct", "rate_kbit", "reset", "direction"
+    ]  # fmt: skip
+    assert fields["a"]["choices"] == ["worker", "starter", "temporal", "bank"]
+    assert fields["reset"]["type"] == "checkbox"
+    assert fields["delay_ms"] == {
+        "name": "delay_ms",
+        "label": "delay ms",
+        "type": "number",
+        "value": 0,
+    }
+    # What such a form sends (strings; a checkbox "on" or nothing) makes the lever.
+    sent = {"a": "worker", "b": "bank", "delay_ms": "0", "loss_pct": "5", "direction": "back"}
+    assert lever_from("link", {**sent, "reset": "on"}) == LinkFault(
+        "worker", "bank", loss_pct=5, reset=True, direction="back"
+    )

@@ -8,6 +8,7 @@ count (a graceful stop, two workers taking turns, a pause still open).
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
+from crashlab.panel import __main__ as panel_main
 from crashlab.track import lab_state, record
 from crashlab.track.checks import Pause, pauses
 from crashlab.track.history import Run
@@ -168,3 +170,55 @@ def test_no_hosted_links_off_the_platform(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(lab_state, "COMPOSE_ENV_FILE", env_file)
     lab_state.hosted_links(lambda _: None, {})
     assert not env_file.exists()
+
+
+# --- the tabs ------------------------------------------------------------------------
+
+TRACK = Path(__file__).resolve().parents[2] / "track"
+ASSIGNMENTS = sorted(TRACK.glob("[0-9][0-9]-*/assignment.md"))
+
+
+def tabs_of(assignment: Path) -> list[dict[str, str]]:
+    """The `tabs:` of an assignment's front matter, each as its keys and values."""
+    front = assignment.read_text().split("---\n")[1]
+    block = front.split("\ntabs:\n", 1)[1]
+    tabs: list[dict[str, str]] = []
+    for line in block.splitlines():
+        if not line.startswith(("- ", "  ")):
+            break
+        key, _, value = line[2:].partition(": ")
+        if line.startswith("- "):
+            tabs.append({})
+        tabs[-1][key] = value
+    return tabs
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=lambda p: p.parent.name)
+def test_each_tab_button_opens_the_tab_it_names(assignment: Path) -> None:
+    tabs = tabs_of(assignment)
+    assert tabs and all(t["hostname"] == "workshop-host" for t in tabs)
+    for label, index in re.findall(
+        r'\[button label="([^"]+)"[^\]]*\]\(tab-(\d+)\)', (assignment.read_text())
+    ):
+        assert tabs[int(index)]["title"] == label
+
+
+def test_the_panel_tab_is_where_the_track_setup_serves_the_panel() -> None:
+    config = (TRACK / "config.yml").read_text()
+    [port] = re.findall(r'^    PANEL_PORT: "(\d+)"$', config, re.MULTILINE)
+    assert int(port) == panel_main.DEFAULT_PORT
+    setup = (TRACK / "track_scripts" / "setup-workshop-host").read_text()
+    assert f"PANEL_PORT=${{PANEL_PORT:-{port}}}" in setup
+    assert "--host 0.0.0.0 --port $PANEL_PORT" in setup  # where the platform's proxy reaches
+    panels = {
+        a.parent.name: tab for a in ASSIGNMENTS for tab in tabs_of(a) if tab["title"] == "Panel"
+    }
+    assert set(panels) == {"02-crash-recovery", "03-live-bug-fix", "05-network-partition"}
+    for tab in panels.values():
+        assert tab == {
+            "title": "Panel",
+            "type": "service",
+            "hostname": "workshop-host",
+            "path": "/",
+            "port": port,
+        }
