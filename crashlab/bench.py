@@ -32,6 +32,7 @@ from temporalio.client import Client
 from bank.models import Fault, FaultMode
 from crashlab import BUILD_DIR
 from crashlab.constants import SPARE_ACCOUNTS
+from crashlab.reports import bench as bench_report
 from crashlab.stack import ROOT, Stack
 from crashlab.testing import RANDOM_PORTS
 from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, MONEY_TRANSFER_WORKFLOW, PaymentDetails
@@ -484,7 +485,8 @@ async def main(argv: list[str] | None = None) -> int:
             indent=2,
         )
     )
-    print(f"\nWritten to {args.output}")
+    page = bench_report.write(args.output)
+    print(f"\nWritten to {args.output} and {page} (open it in a browser)")
     return 0
 
 
