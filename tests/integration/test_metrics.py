@@ -1,16 +1,20 @@
 """Metrics from every service of a running lab: the Temporal dev server's (port 9233), the
 worker's SDK metrics (9464) and the bank's own (/metrics), scraped where Prometheus
-scrapes them, and seen to move when a transfer runs."""
+scrapes them, and seen to move when a transfer runs; then the lab's Prometheus (the
+observe profile, `make up OBSERVE=1`) asked through its API."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
+from crashlab.stack import ROOT
 from crashlab.testing import Lab
 
 pytestmark = pytest.mark.stack
@@ -24,8 +28,15 @@ BASH_GET = (
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    with Lab(project="crashlab-metrics") as running:
-        yield running
+    with Lab(project="crashlab-metrics", env={"PROMETHEUS_PORT": ""}) as running:
+        # As `make up OBSERVE=1` does: the image first, then the profile's service.
+        subprocess.run([str(ROOT / "compose/prometheus/build-prometheus.sh")], check=True)
+        running.compose("--profile", "observe", "up", "--detach", "--wait", "prometheus")
+        try:
+            yield running
+        finally:
+            # The Lab's own `down` leaves the observe profile's service alone.
+            running.compose("--profile", "observe", "down", "--volumes", "--timeout", "2")
 
 
 def scrape_inside(lab: Lab, service: str, port: int) -> str:
@@ -99,3 +110,46 @@ def test_the_temporal_server_serves_its_metrics(lab: Lab) -> None:
     text = scrape_inside(lab, "temporal", 9233)
 
     assert value(text, "workflow_success", workflowType="MoneyTransfer") >= 1
+
+
+# --- Prometheus ------------------------------------------------------------------------
+
+
+def query(lab: Lab, promql: str) -> dict[str, float]:
+    """An instant query: each series' value, keyed by its job (or "" without one)."""
+    url = f"http://{lab.published('prometheus', 9090)}/api/v1/query"
+    answer = httpx.get(url, params={"query": promql}, timeout=5).json()
+    assert answer["status"] == "success", answer
+    return {r["metric"].get("job", ""): float(r["value"][1]) for r in answer["data"]["result"]}
+
+
+def until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    # Polling: Prometheus scrapes every 2 to 5 s and says nothing when it has.
+    while not check():
+        assert time.monotonic() < deadline, f"waited {seconds} s in vain: {what}"
+        time.sleep(0.5)
+
+
+def test_prometheus_has_every_service_up(lab: Lab) -> None:
+    until(
+        lambda: query(lab, "up") == {"temporal": 1.0, "worker": 1.0, "bank": 1.0},
+        30,
+        f"every target up (now {query(lab, 'up')})",
+    )
+
+
+def test_a_transfer_moves_prometheus_counters(lab: Lab) -> None:
+    moved = 'sum by (job) (bank_movements_total{operation="deposit"})'
+    completed = "sum by (job) (temporal_workflow_completed)"
+    until(lambda: "bank" in query(lab, moved), 30, "a first scrape of the bank")
+    before = query(lab, moved)["bank"], query(lab, completed).get("worker", 0.0)
+
+    transfer(lab)
+
+    until(lambda: query(lab, moved)["bank"] == before[0] + 1, 20, "the deposit counted")
+    until(
+        lambda: query(lab, completed).get("worker", 0.0) >= before[1] + 1,
+        20,
+        "the workflow counted by the worker",
+    )
