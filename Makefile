@@ -154,6 +154,8 @@ link-clear: $(VENV)/.installed ## Put every link back as it was
 
 .PHONY: panel
 panel: $(VENV)/.installed ## Every lever on a web page, with the transfers and a timeline (PANEL_PORT=8090)
+	@# Chart.js for the dashboard, from Debian's libjs-chart.js, once; the panel runs without it.
+	@$(VENV)/bin/python -m crashlab.panel.chartjs || true
 	@$(VENV)/bin/python -m crashlab.panel
 
 # --- experiments: the source documents' steps, run and proven on the real stack ---
@@ -214,6 +216,7 @@ bench: build ## Measure start-up, recovery, throughput and memory (a few minutes
 .PHONY: test
 test: lint build $(VENV)/.test-tools ## Run every test: unit, then the real stack through testcontainers
 	@tests/install-chromium.sh
+	@$(VENV)/bin/python -m crashlab.panel.chartjs
 	$(SAY) "Running the tests (the stack tests start their own copy of the lab)..."
 	@$(VENV)/bin/pytest
 

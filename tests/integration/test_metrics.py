@@ -1,21 +1,35 @@
 """Metrics from every service of a running lab: the Temporal dev server's (port 9233), the
 worker's SDK metrics (9464) and the bank's own (/metrics), scraped where Prometheus
 scrapes them, and seen to move when a transfer runs; then the lab's Prometheus (the
-observe profile, `make up OBSERVE=1`) asked through its API."""
+observe profile, `make up OBSERVE=1`) asked through its API; then the panel's dashboard,
+drawn in headless Chromium while the worker is killed under a stream of transfers, with
+a screenshot in test-artifacts/."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from temporalio.client import Client
 
+from crashlab.constants import SPARE_ACCOUNTS
+from crashlab.panel import chartjs
+from crashlab.panel.app import make_app
 from crashlab.stack import ROOT
 from crashlab.testing import Lab
+from tests.integration.browser import Browser
+from tests.integration.test_reports import ARTIFACTS, full_page
+from worker.shared import MONEY_TRANSFER_TASK_QUEUE_NAME, MONEY_TRANSFER_WORKFLOW, PaymentDetails
 
 pytestmark = pytest.mark.stack
 
@@ -153,3 +167,113 @@ def test_a_transfer_moves_prometheus_counters(lab: Lab) -> None:
         20,
         "the workflow counted by the worker",
     )
+
+
+# --- the dashboard ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def panel(lab: Lab) -> Iterator[str]:
+    """The panel (with its dashboard) for this lab, on a free port in a thread."""
+    assert chartjs.CHART_JS.exists(), "Chart.js is missing: python -m crashlab.panel.chartjs"
+    config = uvicorn.Config(
+        make_app(lab, None), host="127.0.0.1", port=0, log_config=None, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    until(lambda: server.started, 10, "the panel to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def stream(client: Client, stop: asyncio.Event, per_second: float = 4) -> None:
+    """Transfers between spare accounts, started one after another until ``stop``."""
+    while not stop.is_set():
+        ref = str(uuid.uuid4())
+        source, target = random.sample(list(SPARE_ACCOUNTS), 2)
+        await client.start_workflow(
+            MONEY_TRANSFER_WORKFLOW,
+            PaymentDetails(source, target, 1, ref),
+            id=f"dashboard-{ref}",
+            task_queue=MONEY_TRANSFER_TASK_QUEUE_NAME,
+        )
+        await asyncio.sleep(1 / per_second)
+
+
+def during(series: dict[str, Any], start: float, end: float) -> list[float]:
+    return [v for t, v in series["points"] if start <= t <= end and v is not None]
+
+
+def completed_series(shown: dict[str, Any]) -> dict[str, Any]:
+    transfers = next(p for p in shown["panels"] if p["id"] == "transfers")
+    return next(s for s in transfers["series"] if s["label"] == "completed")
+
+
+async def until_shown(
+    http: httpx.AsyncClient, check: Callable[[dict[str, Any]], bool], seconds: float, what: str
+) -> dict[str, Any]:
+    """The dashboard's data once ``check`` holds (the machine may be slow: no fixed sleeps)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        shown: dict[str, Any] = (await http.get("/api/dashboard")).json()
+        if "error" not in shown and check(shown):
+            return shown
+        assert time.monotonic() < deadline, f"waited {seconds} s in vain: {what}: {shown}"
+        await asyncio.sleep(1)
+
+
+async def test_the_dashboard_shows_a_killed_worker_as_a_band_a_stall_and_a_recovery(
+    lab: Lab, panel: str
+) -> None:
+    """As a learner tries it: the dashboard open, transfers streaming, the worker killed
+    for 12 s and started again."""
+    client = await lab.temporal()
+    stop = asyncio.Event()
+    with Browser() as browser:
+        browser.goto(f"{panel}/dashboard")
+        browser.wait_for("Number(document.body.dataset.drawn || 0) >= 1")
+        streaming = asyncio.create_task(stream(client, stop))
+        try:
+            async with httpx.AsyncClient(base_url=panel, timeout=10) as http:
+                before = time.time()
+                await until_shown(
+                    http,
+                    lambda d: max(during(completed_series(d), before, d["end"]), default=0) > 0,
+                    60,
+                    "transfers completing before the kill",
+                )
+                await asyncio.to_thread(lab.kill, "worker")
+                await asyncio.sleep(12)  # the page polls the panel, which sees the kill
+                await asyncio.to_thread(lab.start, "worker")
+                back = time.time()
+                shown = await until_shown(
+                    http,
+                    lambda d: max(during(completed_series(d), back, d["end"]), default=0) > 0,
+                    90,
+                    "transfers completing again",
+                )
+        finally:
+            stop.set()
+            await streaming
+
+        [band] = [b for b in shown["bands"] if b["label"] == "worker killed (SIGKILL)"]
+        assert 8 <= band["end"] - band["start"] <= 25 and not band["on"]
+        completed = completed_series(shown)
+        assert 0 in during(completed, band["start"] + 6, band["end"]), completed  # the stall
+        [polling] = next(p for p in shown["panels"] if p["id"] == "pollers")["series"]
+        assert 0 in during(polling, band["start"] + 2, band["end"]), polling
+        assert during(polling, shown["end"] - 4, shown["end"])[-1] >= 1, polling
+
+        browser.wait_for("document.querySelectorAll('canvas').length === 5")
+        await asyncio.sleep(2)  # the page's next draw has the recovery too
+        full_page(browser, ARTIFACTS / "dashboard-worker-killed.png")
+
+
+def test_the_panel_serves_chart_js_itself(panel: str) -> None:
+    answer = httpx.get(f"{panel}/static/chart.min.js", timeout=5)
+    assert answer.status_code == 200 and "Chart.js v3.9.1" in answer.text[:200]
