@@ -31,7 +31,7 @@ engine_arch=$(docker info -f '{{.Architecture}}')
 host_arch=$(dpkg --print-architecture 2>/dev/null || true)
 case $engine_arch in x86_64) engine_arch=amd64 ;; aarch64) engine_arch=arm64 ;; esac
 if [[ $codename == bookworm && $host_arch == "$engine_arch" ]] && command -v apt-get >/dev/null; then
-  say "Downloading Prometheus from Debian (about 22 MB, once, for make up OBSERVE=1)..."
+  say "Downloading Prometheus from Debian (about 22 MB, for make up OBSERVE=1)..."
   docker run --rm "$base" cat /var/lib/dpkg/status >"$ctx/state/status"
   # Its own status and cache: nothing of the host's apt is written, so no root needed.
   if ! apt-get install --download-only --no-install-recommends -y -qq \
