@@ -108,7 +108,8 @@ def timeline_charts(result: SoakResult) -> str:
         Series("transfers in flight", in_flight, IN_FLIGHT),
     ]
     money_points = [(t, float(total)) for t, total in result.trace.money]
-    money = [Series("money in all the accounts ($)", money_points, "#1d3557")]
+    # Read twice a second: a hole of more than 2 s is the bank not answering.
+    money = [Series("money in all the accounts ($)", money_points, "#1d3557", max_gap=2.0)]
     totals = [total for _, total in money_points]
     low = min(totals) if totals else 0.0
     high = max(totals) if totals else 1.0

@@ -24,6 +24,7 @@ class Series:
     color: str
     style: str = "line"  # line, bars, dots
     dashed: bool = False
+    max_gap: float | None = None  # a line breaks where points are further apart than this
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,19 @@ def number(value: float) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:g}"
+
+
+def segments(
+    points: Sequence[tuple[float, float]], max_gap: float | None
+) -> list[list[tuple[float, float]]]:
+    """The points in runs, a new run where two are more than ``max_gap`` apart: a line
+    with a hole where nothing was measured, not one drawn straight across it."""
+    runs: list[list[tuple[float, float]]] = []
+    for point in points:
+        if not runs or (max_gap is not None and point[0] - runs[-1][-1][0] > max_gap):
+            runs.append([])
+        runs[-1].append(point)
+    return runs
 
 
 def render(chart: Chart) -> str:
@@ -144,12 +158,13 @@ def render(chart: Chart) -> str:
             )
             out.append(f'<g class="series dots" fill="{s.color}" data-label="{label}">{dots}</g>')
         elif s.points:
-            path = " ".join(f"{x(px):.1f},{y(py):.1f}" for px, py in s.points)
             dash = ' stroke-dasharray="5 4"' if s.dashed else ""
-            out.append(
-                f'<polyline class="series line" data-label="{label}" points="{path}" '
-                f'fill="none" stroke="{s.color}" stroke-width="1.6"{dash}/>'
-            )
+            for run in segments(s.points, s.max_gap):
+                path = " ".join(f"{x(px):.1f},{y(py):.1f}" for px, py in run)
+                out.append(
+                    f'<polyline class="series line" data-label="{label}" points="{path}" '
+                    f'fill="none" stroke="{s.color}" stroke-width="1.6"{dash}/>'
+                )
     out.append(
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" class="frame"/>'
     )

@@ -82,6 +82,16 @@ def test_the_bench_page_puts_each_figure_against_its_target(tmp_path: Path) -> N
     assert "<script" not in page
 
 
+def test_a_line_breaks_where_nothing_was_measured() -> None:
+    points = [(0.0, 1.0), (0.5, 1.0), (4.0, 2.0), (4.5, 2.0)]
+    assert svg.segments(points, 2.0) == [points[:2], points[2:]]
+    assert svg.segments(points, None) == [points]
+    result = soak_result()
+    result.trace.money = [(t, m) for t, m in result.trace.money if not 30 <= t <= 40]
+    money = soak.html(result).split('data-label="money in all the accounts ($)"')
+    assert len(money) == 3  # two runs: before and after the hole
+
+
 def test_ticks_are_round_numbers() -> None:
     assert svg.ticks(0, 120, 10) == [0, 20, 40, 60, 80, 100, 120]
     assert svg.ticks(15_900, 16_000, 4) == [15_900, 15_925, 15_950, 15_975, 16_000]
