@@ -40,7 +40,7 @@ help: ## Show this list
 .PHONY: up
 up: build ## Build what changed, start the lab, wait until every service is healthy (OBSERVE=1: and Prometheus)
 	@$(if $(OBSERVE),compose/prometheus/build-prometheus.sh)
-	$(SAY) "Starting Temporal, the bank and the worker$(if $(OBSERVE), and Prometheus)..."
+	$(SAY) "Starting Temporal, the bank and the worker$(if $(OBSERVE), (and Prometheus))..."
 	@# Published beyond 127.0.0.1 (LAB_BIND_ADDRESS), the bank's fault switch needs a
 	@# token: LAB_TOKEN, or one made once and kept in build/bank-control-token.
 	@export BANK_CONTROL_TOKEN="$$($(LAB) token --for-up)"; \
