@@ -217,6 +217,7 @@ bench: build ## Measure start-up, recovery, throughput and memory (a few minutes
 test: lint build $(VENV)/.test-tools ## Run every test: unit, then the real stack through testcontainers
 	@tests/install-chromium.sh
 	@$(VENV)/bin/python -m crashlab.panel.chartjs
+	@compose/prometheus/build-prometheus.sh
 	$(SAY) "Running the tests (the stack tests start their own copy of the lab)..."
 	@$(VENV)/bin/pytest
 
