@@ -52,7 +52,7 @@ up: build ## Build what changed, start the lab, wait until every service is heal
 	echo "  Temporal UI   $(UI_URL)"; \
 	echo "  Bank          $(BANK_URL)/accounts   (API docs: $(BANK_URL)/docs)"; \
 	echo "  Temporal gRPC localhost:$(or $(TEMPORAL_PORT),7233)"; \
-	$(if $(OBSERVE),echo "  Prometheus    $(PROMETHEUS_URL)   (metrics of every service)";) \
+	$(if $(OBSERVE),echo "  Prometheus    $(PROMETHEUS_URL)   (metrics of every service; charts: make panel, then /dashboard)";) \
 	$(LAB) token --explain
 	@echo
 	@echo "Next: 'make transfer' moves \$$250 from 85-150 to 43-812; 'make help' lists the rest."
