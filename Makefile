@@ -17,6 +17,9 @@ COMPOSE := docker compose -f compose/compose.yaml
 # Where the learner's browser reaches the lab (the ports in compose/compose.yaml).
 UI_URL := http://localhost:$(or $(TEMPORAL_UI_PORT),8080)
 BANK_URL := http://localhost:$(or $(BANK_PORT),8081)
+# OBSERVE=1 adds Prometheus (the observe profile); a plain `make up` starts without it.
+OBSERVE_PROFILE := $(if $(OBSERVE),--profile observe)
+PROMETHEUS_URL := http://localhost:$(or $(PROMETHEUS_PORT),9090)
 
 # `make transfer` options, passed to the starter when set.
 TRANSFER_ARGS := $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
@@ -39,12 +42,13 @@ help: ## Show this list
 	@echo "  Transfer options: make transfer AMOUNT=100 FROM=85-150 TO=43-812 ATTEMPTS=1 NO_WAIT=1"
 
 .PHONY: up
-up: build ## Build what changed, start the lab, wait until every service is healthy
-	$(SAY) "Starting Temporal, the bank and the worker..."
+up: build ## Build what changed, start the lab, wait until every service is healthy (OBSERVE=1: and Prometheus)
+	@$(if $(OBSERVE),compose/prometheus/build-prometheus.sh)
+	$(SAY) "Starting Temporal, the bank and the worker$(if $(OBSERVE), (and Prometheus))..."
 	@# Published beyond 127.0.0.1 (LAB_BIND_ADDRESS), the bank's fault switch needs a
 	@# token: LAB_TOKEN, or one made once and kept in build/bank-control-token.
 	@export BANK_CONTROL_TOKEN="$$($(LAB) token --for-up)"; \
-	$(COMPOSE) up --detach --wait --quiet-pull || { \
+	$(COMPOSE) $(OBSERVE_PROFILE) up --detach --wait --quiet-pull || { \
 		echo; echo "The lab did not become healthy. What is running:"; $(COMPOSE) ps; \
 		echo "Look at 'make logs' for the reason."; exit 1; }; \
 	echo; \
@@ -52,18 +56,19 @@ up: build ## Build what changed, start the lab, wait until every service is heal
 	echo "  Temporal UI   $(UI_URL)"; \
 	echo "  Bank          $(BANK_URL)/accounts   (API docs: $(BANK_URL)/docs)"; \
 	echo "  Temporal gRPC localhost:$(or $(TEMPORAL_PORT),7233)"; \
+	$(if $(OBSERVE),echo "  Prometheus    $(PROMETHEUS_URL)   (metrics of every service; charts: make panel, then /dashboard)";) \
 	$(LAB) token --explain
 	@echo
 	@echo "Next: 'make transfer' moves \$$250 from 85-150 to 43-812; 'make help' lists the rest."
 
 .PHONY: down
 down: ## Stop the lab; balances and workflow history are kept
-	@$(COMPOSE) --profile tools down
+	@$(COMPOSE) --profile tools --profile observe down
 	@echo "Stopped. Your data is kept: 'make up' resumes; 'make clean' deletes it."
 
 .PHONY: clean
 clean: ## Stop the lab and delete its data (balances back to the start, history gone)
-	@$(COMPOSE) --profile tools down --volumes
+	@$(COMPOSE) --profile tools --profile observe down --volumes
 	@echo "Stopped and wiped. 'make up' starts fresh: 85-150 has \$$2000, 43-812 has \$$0."
 
 .PHONY: transfer
@@ -108,6 +113,8 @@ check: $(VENV)/.installed ## Prove from the ledger that no money was lost or mov
 
 .PHONY: panel
 panel: $(VENV)/.installed ## Every lever on a web page, with the transfers and a timeline (PANEL_PORT=8090)
+	@# Chart.js for the dashboard, from Debian's libjs-chart.js, once; the panel runs without it.
+	@$(VENV)/bin/python -m crashlab.panel.chartjs || true
 	@$(VENV)/bin/python -m crashlab.panel
 
 # --- experiments: the source documents' steps, run and proven on the real stack ---
@@ -168,6 +175,8 @@ bench: build ## Measure start-up, recovery, throughput and memory (a few minutes
 .PHONY: test
 test: lint build $(VENV)/.test-tools ## Run every test: unit, then the real stack through testcontainers
 	@tests/install-chromium.sh
+	@$(VENV)/bin/python -m crashlab.panel.chartjs
+	@compose/prometheus/build-prometheus.sh
 	$(SAY) "Running the tests (the stack tests start their own copy of the lab)..."
 	@$(VENV)/bin/pytest
 

@@ -37,6 +37,7 @@ from temporalio.service import RPCError
 from bank.models import Fault, FaultMode
 from crashlab import BUILD_DIR, LAB_HOME
 from crashlab.constants import SPARE_ACCOUNTS
+from crashlab.reports import bench as bench_report
 from crashlab.stack import ROOT, Stack
 from crashlab.stats import percentile
 from crashlab.temporal import runtime
@@ -92,6 +93,8 @@ class Figure:
             "runs": len(s),
             "note": self.note,
             "target": self.target,
+            "stat": self.stat,
+            "at_least": self.at_least,
             "verdict": self.verdict(),
         }
 
@@ -626,7 +629,8 @@ async def main(argv: list[str] | None = None) -> int:
             indent=2,
         )
     )
-    print(f"\nWritten to {args.output}")
+    page = bench_report.write(args.output)
+    print(f"\nWritten to {args.output} and {page} (open it in a browser)")
     return 0
 
 

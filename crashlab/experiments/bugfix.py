@@ -116,6 +116,10 @@ async def _by_switch(
         '(PUT /faults/deposit {"mode": "error"}).'
     )
     await bank.set_fault("deposit", Fault(FaultMode.ERROR))
+    n.on_dashboard(
+        "retries of deposit climb while the fault is on and fall to 0 once it is fixed; "
+        "the money dips by the amount withdrawn until the deposit lands."
+    )
     handle = await _start_and_watch(stack, n, client, bank, details, start_seq)
     n.step("Fix it: clear the fault (DELETE /faults/deposit). The next retry picks it up.")
     fixed = time.monotonic()

@@ -83,6 +83,10 @@ async def _compensate(
 
     n.step("Force the deposit to fail: the bank refuses every deposit (a fault, mode error).")
     await bank.set_fault("deposit", Fault(FaultMode.ERROR))
+    n.on_dashboard(
+        "deposit retries while the refund waits for the bank; then transfers failed ticks "
+        "up once, and the money ends where it started."
+    )
     n.step(
         f"Start a transfer that tries each step only once (max_attempts=1, the tutorial's "
         f"'retry only 1 time'; `make transfer ATTEMPTS=1`): ${amount} from {source} to "

@@ -187,6 +187,10 @@ async def _kill_mid_step(
 
     n.step(f"Kill the worker mid-{step} (`docker kill`: SIGKILL, the tutorial's Ctrl+C).")
     await lever(stack.kill, "worker")
+    n.on_dashboard(
+        "a band opens; workers polling drops to 0 and transfers ending stops. When the "
+        "worker is back, schedule-to-start jumps to how long its tasks waited, then falls."
+    )
     killed = await status(handle)
     n.check(
         "the workflow is still Running with its worker dead",

@@ -113,6 +113,10 @@ class Narrator:
     def look(self, what: str) -> None:
         self.note(f"Look: {what}")
 
+    def on_dashboard(self, what: str) -> None:
+        """What this step looks like on the dashboard (`make up OBSERVE=1`, `make panel`)."""
+        self.note(f"On the dashboard: {what}")
+
     def check(self, claim: str, passed: bool, evidence: str) -> bool:
         self.outcome.checks.append(Check(claim, passed, evidence))
         self.note(f"{'PASS' if passed else 'FAIL'}: {claim} ({evidence})")

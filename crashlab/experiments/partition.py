@@ -199,6 +199,10 @@ async def _pause_temporal(
 ) -> None:
     n.step(f"Freeze the Temporal server for {seconds_down:g} s (`docker pause`).")
     await lever(stack.pause, "temporal")
+    n.on_dashboard(
+        "transfers ending drops to 0 for the pause (Temporal's own metrics pause with it), "
+        "then a burst as the workflows catch up."
+    )
     try:
         n.note(
             "Nobody can reach Temporal now: the worker cannot report what it did. The bank "

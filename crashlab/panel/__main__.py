@@ -40,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = socket.gethostname()
     link = f"http://{shown}:{args.port}/" + (f"#token={token}" if token else "")
     print(f"The lab's panel: {link}", flush=True)
+    print(f"  Its dashboard: http://{shown}:{args.port}/dashboard (with `make up OBSERVE=1`)")
     if token:
         print("  The link carries the control token: share it only with whoever may break the lab.")
     print("  Ctrl+C stops the panel; the lab runs on.", flush=True)

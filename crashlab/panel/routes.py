@@ -3,18 +3,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
+from crashlab.panel import chartjs
+from crashlab.panel.dashboard import WINDOW, Prometheus, bands
 from crashlab.panel.forms import FormError, lever_from
 from crashlab.panel.state import Temporal, Timeline, levers_on, state
 from crashlab.stack import Stack, StackError
 
 PAGE = Path(__file__).with_name("page.html")
+DASHBOARD = Path(__file__).with_name("dashboard.html")
 
 views = APIRouter()
 levers = APIRouter(prefix="/api")
@@ -42,6 +47,33 @@ async def current(request: Request) -> dict[str, Any]:
     # The page asks for the token when the levers need one and it has none.
     found["needs_token"] = request.app.state.token is not None
     return found
+
+
+@views.get("/dashboard", response_class=HTMLResponse)
+def dashboard_page() -> str:
+    return DASHBOARD.read_text()
+
+
+@views.get("/static/chart.min.js")
+def chart_js() -> FileResponse:
+    """Chart.js from Debian's package (crashlab/panel/chartjs.py), served from this machine."""
+    if not chartjs.CHART_JS.exists():
+        raise HTTPException(404, "Chart.js is missing: `make panel` downloads it once")
+    return FileResponse(chartjs.CHART_JS, media_type="text/javascript")
+
+
+@views.get("/api/dashboard")
+def dashboard(request: Request, window: float = WINDOW) -> dict[str, Any]:
+    """The dashboard's series from Prometheus, and the levers pulled as bands."""
+    stack, timeline = _stack(request), _timeline(request)
+    # A lever pulled elsewhere (make kill, the soak) is seen here too; without Docker the
+    # charts still show.
+    with contextlib.suppress(StackError):
+        timeline.observe([lever.describe() for lever in levers_on(stack)])
+    shown = Prometheus(stack).panels(window=max(60.0, min(window, 3600.0)))
+    with timeline.lock:
+        events = list(timeline.events)
+    return {**shown, "bands": bands(events, time.time())}
 
 
 def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from crashlab import BUILD_DIR
 from crashlab.constants import DEFAULT_PROJECT
+from crashlab.reports import soak as reports
 from crashlab.soak.clock import Say
 from crashlab.soak.plan import KIND_HELP, SoakConfig, SoakError, parse_kinds
 from crashlab.soak.records import SoakResult
@@ -189,7 +190,8 @@ def main(argv: Sequence[str] | None = None, say: Say = print) -> int:
     say("")
     for line in render(data):
         say(line)
-    say(f"\nWritten to {args.json}")
+    page, junit = reports.write(result, args.json)
+    say(f"\nWritten to {args.json}, {page} (open it in a browser) and {junit} (JUnit, for CI)")
     return exit_code(result)
 
 

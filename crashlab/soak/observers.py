@@ -11,7 +11,7 @@ from bank.models import Account
 from crashlab.invariants import LedgerReport, check_bank
 from crashlab.soak.clock import Timeline
 from crashlab.soak.connections import Connections
-from crashlab.soak.records import FaultRecord, Invariant, SoakResult
+from crashlab.soak.records import FaultRecord, Invariant, SoakResult, Trace
 from crashlab.soak.verdict import CEILING_READ, DURING, NO_NEGATIVE_READ
 
 
@@ -25,6 +25,7 @@ class MoneyWatch:
         *,
         read_every: float,
         ledger_every: float,
+        trace: Trace | None = None,
     ) -> None:
         self.conns = conns
         self.invariants = {inv.name: inv for inv in invariants}
@@ -34,6 +35,7 @@ class MoneyWatch:
         self.ledger_every = ledger_every
         self.ceiling = 0  # all the money there is (set once the bank has been read)
         self.reads = self.unanswered_reads = self.ledger_checks = 0
+        self.trace = trace if trace is not None else Trace()
 
     async def run(self) -> None:
         next_ledger = 0.0
@@ -74,6 +76,7 @@ class MoneyWatch:
             else None
         )
         total = sum(a.balance for a in accounts)
+        self.trace.money.append((round(self.timeline.now(), 2), total))
         self.invariants[CEILING_READ].record(
             f"{self._when()}: the bank held ${total}, more than the ${self.ceiling} there is"
             if total > self.ceiling
@@ -82,6 +85,9 @@ class MoneyWatch:
 
     def record_ledger(self, when: str, report: LedgerReport) -> None:
         """Each of the ledger's checks into its invariant ``when`` (DURING or AT_END)."""
+        if when == DURING:
+            violations = sum(bool(c.violations) for c in report.checks)
+            self.trace.checks.append((round(self.timeline.now(), 2), violations))
         for c in report.checks:
             inv = self.invariants[f"{when}: {c.name}"]
             first = c.violations[0] if c.violations else None

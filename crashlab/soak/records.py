@@ -37,6 +37,13 @@ class TransferRecord:
 
 
 @dataclass
+class Trace:
+    """What the observers saw over time, for the report's timeline (build/soak.html)."""
+
+    money: list[tuple[float, int]] = field(default_factory=list)  # (seconds, total of balances)
+    checks: list[tuple[float, int]] = field(default_factory=list)  # (seconds, violations seen)
+
+
 @dataclass
 class Invariant:
     name: str
@@ -71,3 +78,4 @@ class SoakResult:
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
     peak_in_flight: int = 0
+    trace: Trace = field(default_factory=Trace)

@@ -67,6 +67,7 @@ class Soak:
             lambda: self.chaos.current,
             read_every=config.read_every,
             ledger_every=config.ledger_every,
+            trace=self.result.trace,
         )
         self.progress = Progress(
             self.result,

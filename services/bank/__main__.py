@@ -30,6 +30,7 @@ from bank.api import DEFAULT_DB, TOKEN_SOURCE, Listener, create_app, release_hel
 from bank.exposure import is_exposed
 from bank.faults import FaultSwitch
 from bank.ledger import Ledger
+from bank.metrics import BankMetrics
 
 # One plain format for uvicorn and the bank, no access log: learners read
 # `docker compose logs bank`, and one line per movement says more than one per request.
@@ -179,9 +180,15 @@ def main() -> None:
     # One ledger and one fault switch for both: the teller's money calls obey the switch
     # that the control API sets, and both read the same balances.
     switch = FaultSwitch()
-    teller = create_app(ledger, switch, listener=Listener.TELLER)
+    metrics = BankMetrics(total=ledger.total)
+    teller = create_app(ledger, switch, listener=Listener.TELLER, metrics=metrics)
     control = create_app(
-        ledger, switch, listener=Listener.CONTROL, control_token=token, token_source=source
+        ledger,
+        switch,
+        listener=Listener.CONTROL,
+        control_token=token,
+        token_source=source,
+        metrics=metrics,
     )
     servers = [
         _Server(_config(teller, host, port), teller),

@@ -7,7 +7,7 @@ missing_idempotency_key or invalid_request.
 
 A withdraw or deposit is handled in this order: validate the request (bad input
 is refused whatever the faults), ask the fault switch, then touch the ledger.
-Reads, /health, /ledger, /void and /faults are never faulted, so the truth stays
+Reads, /health, /ledger, /void, /faults and /metrics are never faulted, so the truth stays
 visible and a caller who lost an answer can always settle it.
 
 One bank process serves two listeners (see bank/__main__.py), built from the same
@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,6 +43,7 @@ from starlette.routing import Match, Route
 from bank.errors import HTTP_STATUS, ErrorCode
 from bank.faults import MAX_LATENCY_MS, Action, FaultSpecError, FaultSwitch, FaultTarget, operations
 from bank.ledger import DEFAULT_PAGE, MAX_PAGE, Ledger, LedgerError, describe
+from bank.metrics import CONTENT_TYPE, BankMetrics, RequestMetrics
 from bank.models import (
     MAX_AMOUNT,
     Account,
@@ -454,6 +455,7 @@ def create_app(
     listener: Listener = Listener.CONTROL,
     control_token: str | None = None,
     token_source: str = TOKEN_SOURCE,
+    metrics: BankMetrics | None = None,
 ) -> FastAPI:
     """The bank as an ASGI app: the whole API (CONTROL, the default) or the teller's part.
 
@@ -462,10 +464,12 @@ def create_app(
     One ledger and one fault switch can back both listeners. With ``control_token``,
     PUT and DELETE on the fault switch answer 401 unless the caller sends it as a
     Bearer token; ``token_source`` tells the caller where the token comes from.
+    ``metrics`` (GET /metrics) can be shared by both listeners, like the ledger.
     """
     owned = ledger is None
     the_ledger = Ledger(os.environ.get("BANK_DB", DEFAULT_DB)) if ledger is None else ledger
     switch = FaultSwitch() if faults is None else faults
+    counted = BankMetrics(total=the_ledger.total) if metrics is None else metrics
     closing = asyncio.Event()
 
     @asynccontextmanager
@@ -506,6 +510,7 @@ def create_app(
     )
     app.state.closing = closing
     app.state.listener = listener
+    app.add_middleware(RequestMetrics, metrics=counted, listener=listener.value)
     _install_error_handlers(app)
     guard = _control_guard(control_token, token_source)
     # The switch's writes: 401 is documented only where it can be answered.
@@ -528,6 +533,11 @@ def create_app(
     async def health() -> Health:
         """Is the bank up? Never faulted."""
         return Health(status="ok")
+
+    @app.get("/metrics", include_in_schema=False)
+    def get_metrics() -> PlainTextResponse:
+        """The bank's metrics for Prometheus (bank/metrics.py). Never faulted."""
+        return PlainTextResponse(counted.render(), media_type=CONTENT_TYPE)
 
     @app.get("/accounts", operation_id="list_accounts", response_model=AccountList)
     def list_accounts() -> AccountList:
@@ -552,7 +562,11 @@ def create_app(
             raise _Refused(ErrorCode.MISSING_IDEMPOTENCY_KEY, _MISSING_KEY)
 
         decision = switch.decide(operation)
+        op = operation.value
+        if decision.action is not Action.NONE:
+            counted.faults.inc(operation=op, mode=_MODE_OF_ACTION[decision.action])
         if decision.action is Action.DOWN:
+            counted.operations.inc(operation=op, outcome=ErrorCode.BANK_DOWN.value)
             log.info("refused %s (key %s): the bank is down (fault switch)", what, key)
             raise _Refused(
                 ErrorCode.BANK_DOWN,
@@ -560,6 +574,7 @@ def create_app(
             )
         if decision.action is Action.ERROR:
             log.info("refused %s (key %s): injected fault", what, key)
+            counted.operations.inc(operation=op, outcome=ErrorCode.INJECTED_FAULT.value)
             raise _Refused(
                 ErrorCode.INJECTED_FAULT,
                 f"Injected fault: this {operation.value} has failed and nothing moved. "
@@ -571,6 +586,7 @@ def create_app(
             await sleep(decision.delay_s)
         if decision.action is Action.HANG:
             log.info("hanging %s (key %s): nothing moves, no answer will come", what, key)
+            counted.operations.inc(operation=op, outcome="hung")
             await _never_answer(request, what, closing)
 
         try:
@@ -578,14 +594,19 @@ def create_app(
             movement = await asyncio.to_thread(the_ledger.apply, operation, account_id, amount, key)
         except LedgerError as exc:
             log.info("refused %s (key %s): %s", what, key, exc.message)
+            counted.operations.inc(operation=op, outcome=exc.code.value)
             if decision.action is Action.DROP_RESPONSE:
                 await _never_answer(request, what, closing)
             raise
         if movement.replayed:
+            counted.operations.inc(operation=op, outcome="replayed")
             log.info(
                 "replayed key %s: nothing moved (%s is ledger seq %d)", key, what, movement.seq
             )
         else:
+            counted.operations.inc(operation=op, outcome="moved")
+            counted.movements.inc(operation=op)
+            counted.moved.inc(amount, operation=op)
             log.info("%s (key %s): balance %d", what, key, movement.balance_after)
         if decision.action is Action.DROP_RESPONSE:
             log.info("dropping the response (fault switch): the client will not hear of %s", what)
@@ -718,6 +739,16 @@ def create_app(
         return switch.clear()
 
     return app
+
+
+# The fault mode behind each action of the switch, for bank_faults_applied_total.
+_MODE_OF_ACTION = {
+    Action.ERROR: FaultMode.ERROR.value,
+    Action.DELAY: FaultMode.LATENCY.value,
+    Action.HANG: FaultMode.HANG.value,
+    Action.DROP_RESPONSE: FaultMode.DROP_RESPONSE.value,
+    Action.DOWN: FaultMode.DOWN.value,
+}
 
 
 def _describe_fault(fault: Fault) -> str:

@@ -2,7 +2,7 @@
 
 Settings come from the environment (see worker/config.py): TEMPORAL_ADDRESS,
 TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and the other TEMPORAL_* client settings,
-BANK_URL, BANK_TIMEOUT, WORKER_READY_FILE.
+BANK_URL, BANK_TIMEOUT, WORKER_READY_FILE, WORKER_METRICS_ADDRESS.
 """
 
 from __future__ import annotations
@@ -209,7 +209,11 @@ async def run_worker(stop: asyncio.Event | None = None) -> int:
 
 async def _connect_unless_stopped(temporal: TemporalSettings, stop: asyncio.Event) -> Client | None:
     """Connect to Temporal, waiting while it starts; None if told to stop meanwhile."""
-    runtime = quiet_runtime(forward_to=logging.getLogger("temporalio.core"))
+    # WORKER_METRICS_ADDRESS (Compose: 0.0.0.0:9464): the SDK's metrics for Prometheus.
+    metrics = os.environ.get("WORKER_METRICS_ADDRESS", "").strip() or None
+    runtime = quiet_runtime(
+        forward_to=logging.getLogger("temporalio.core"), metrics_address=metrics
+    )
     connecting = asyncio.create_task(
         connect(temporal, wait_seconds=CONNECT_WAIT, say=log.info, runtime=runtime)
     )

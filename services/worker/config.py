@@ -27,6 +27,7 @@ from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
+    PrometheusConfig,
     Runtime,
     TelemetryConfig,
     TelemetryFilter,
@@ -102,13 +103,17 @@ def workflow_ui_link(namespace: str, workflow_id: str, env: Mapping[str, str] | 
     return f"{ui_url(env)}/namespaces/{namespace}/workflows/{workflow_id}"
 
 
-def quiet_runtime(forward_to: logging.Logger | None = None) -> Runtime:
+def quiet_runtime(
+    forward_to: logging.Logger | None = None, *, metrics_address: str | None = None
+) -> Runtime:
     """A Temporal runtime whose own (Rust core) log lines do not clutter the output.
 
     By default the SDK core prints its warnings (e.g. each retried gRPC call while
     Temporal restarts) to stderr in its own colourful format. With ``forward_to``
     they go to that Python logger instead, in the process's own log format;
-    without it only the core's errors are printed.
+    without it only the core's errors are printed. With ``metrics_address``
+    (host:port), the SDK's own metrics are served there for Prometheus (/metrics):
+    task latencies, schedule-to-start, activity failures, pollers, the sticky cache.
     """
     if forward_to is None:
         config = LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
@@ -119,7 +124,12 @@ def quiet_runtime(forward_to: logging.Logger | None = None) -> Runtime:
                 logger=forward_to, append_target_to_name=False, prepend_target_on_message=False
             ),
         )
-    return Runtime(telemetry=TelemetryConfig(logging=config))
+    metrics = (
+        PrometheusConfig(bind_address=metrics_address, durations_as_seconds=True)
+        if metrics_address
+        else None
+    )
+    return Runtime(telemetry=TelemetryConfig(logging=config, metrics=metrics))
 
 
 async def connect(
