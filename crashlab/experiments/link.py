@@ -117,6 +117,10 @@ async def _slow_temporal(
     await lever(fault.pull, stack)
     try:
         n.note("`make status` lists it under 'Levers on now'.")
+        n.on_dashboard(
+            "a band opens; transfers keep ending, only more slowly, and nothing retries or "
+            "fails: a slow link delays every message and loses none."
+        )
         transfers = _ring(ring, amount, "slow")
         async with stack.bank() as bank:
             start_seq = await ledger_end(bank)
@@ -186,6 +190,10 @@ async def _lossy_bank(
             "wait until each withdrawal has timed out and Temporal has retried it."
         )
         handles = [await start_transfer(client, t) for t in transfers]
+        n.on_dashboard(
+            "inside the band, retries climb every few seconds (the withdrawals time out) "
+            "while the money total does not move: nothing was applied twice."
+        )
         n.note(
             "A link that loses everything hangs rather than refuses: each call waits for the "
             f"bank client's {BANK_CLIENT_TIMEOUT:g} s timeout, then Temporal retries it with "

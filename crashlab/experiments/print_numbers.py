@@ -171,6 +171,11 @@ async def _workflow(stack: Stack, n: Narrator, pause: float, down: float) -> Non
     n.step("No worker runs now. Watch the workflow in Temporal.")
     last = await _history_at_rest(handle)
     n.note(f"The history stands still at {describe_event(last)}: the next step waits for a worker.")
+    n.on_dashboard(
+        "nothing: it charts the lab's transfers, and this workflow's worker is your own "
+        "process, which Prometheus does not watch. Its history in the Temporal UI is the "
+        "picture here."
+    )
     n.note(f"Leaving it down for {down:g} s, so the gap shows in the history...")
     await asyncio.sleep(down)  # the deliberate downtime: this is the experiment
     while_down = await status(handle)

@@ -97,6 +97,10 @@ async def _stall(
     )
     handle = await start_transfer(client, details, task_queue=typo)
     n.look(f"the workflow in the Temporal UI: {stack.workflow_url(handle.id)}")
+    n.on_dashboard(
+        "nothing at all: no retry, no failure, no new queue among the workers polling. "
+        "The transfer waits on a queue nobody polls, and only its age in the UI grows."
+    )
     n.note(f"Watching it for {seconds_stalled:g} s...")
     began = time.monotonic()
     ever_polled = False

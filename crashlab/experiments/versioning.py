@@ -176,6 +176,11 @@ async def _stuck(stack: Stack, n: Narrator, bank: BankClient, old: list[Transfer
         "worker replays its transfer's history to decide what comes next..."
     )
     await bank.clear_faults("deposit")
+    n.on_dashboard(
+        "the deposits' retries stop, yet transfers ending stays flat for these: their "
+        "workflow task fails on replay, which is no activity retry, only the worker's log "
+        "and `make status` show it."
+    )
     failures = [await _nondeterminism(handle) for handle in old]
     if failures[0] is not None:
         n.note(f"In {old[0].id}: {failures[0][0]}: {failures[0][1]}")

@@ -62,6 +62,11 @@ def failures(outcome: Outcome) -> list[str]:
 # --- the plain script of module 1 --------------------------------------------------------
 
 
+def assert_points_at_the_dashboard(said: list[str]) -> None:
+    """Each experiment tells the learner what its lever looks like on the dashboard."""
+    assert any("On the dashboard: " in line for line in said), "\n".join(said)
+
+
 def test_python_print_counts_step_1_to_10() -> None:
     env = {**os.environ, "PRINT_SLEEP_SECONDS": "0"}
     result = subprocess.run(
@@ -96,6 +101,7 @@ async def test_print_numbers_resumes_where_it_left_off(lab: Lab) -> None:
     outcome = await print_numbers.run(
         lab, said.append, pause_seconds=1.0, down_seconds=2.0, script_sleep=0.1
     )
+    assert_points_at_the_dashboard(said)
 
     assert outcome.ok, failures(outcome)
     assert held(outcome, "the plain script starts over from Step 1")
@@ -113,6 +119,7 @@ async def test_crash_during_withdraw_and_deposit_moves_money_exactly_once(lab: L
     said: list[str] = []
 
     outcome = await crash.run(lab, said.append, during=("withdraw", "deposit"))
+    assert_points_at_the_dashboard(said)
 
     assert outcome.ok, failures(outcome)
     assert held(outcome, "the workflow is still Running with its worker dead", times=2)
@@ -133,6 +140,7 @@ async def test_bugfix_by_switch_and_by_code_runs_the_withdraw_once(lab: Lab) -> 
     said: list[str] = []
 
     outcome = await bugfix.run(lab, said.append, ways=("switch", "code"))
+    assert_points_at_the_dashboard(said)
 
     assert outcome.ok, failures(outcome)
     assert held(outcome, "while the deposit retries, the withdraw is done, once", times=2)
@@ -147,7 +155,9 @@ async def test_bugfix_by_switch_and_by_code_runs_the_withdraw_once(lab: Lab) -> 
 
 
 async def test_compensation_refunds_the_withdrawal(lab: Lab) -> None:
-    outcome = await compensation.run(lab, lambda line: None)
+    said: list[str] = []
+    outcome = await compensation.run(lab, said.append)
+    assert_points_at_the_dashboard(said)
 
     assert outcome.ok, failures(outcome)
     assert held(outcome, "failed with a message that says the money was refunded")
@@ -159,7 +169,9 @@ async def test_compensation_refunds_the_withdrawal(lab: Lab) -> None:
 
 
 async def test_partition_of_temporal_and_of_the_bank_completes_every_transfer(lab: Lab) -> None:
-    outcome = await partition.run(lab, lambda line: None, seconds_down=5.0, transfers=4)
+    said: list[str] = []
+    outcome = await partition.run(lab, said.append, seconds_down=5.0, transfers=4)
+    assert_points_at_the_dashboard(said)
 
     assert outcome.ok, failures(outcome)
     assert held(outcome, "all 4 transfers completed", times=2)
@@ -169,7 +181,9 @@ async def test_partition_of_temporal_and_of_the_bank_completes_every_transfer(la
 
 
 async def test_a_slow_link_loses_nothing_and_lost_answers_are_retried_once(lab: Lab) -> None:
-    outcome = await link.run(lab, lambda line: None, delay_ms=200, transfers=2)
+    said: list[str] = []
+    outcome = await link.run(lab, said.append, delay_ms=200, transfers=2)
+    assert_points_at_the_dashboard(said)
 
     assert outcome.ok, failures(outcome)
     assert held(outcome, "slower across the slow link")
@@ -181,7 +195,9 @@ async def test_a_slow_link_loses_nothing_and_lost_answers_are_retried_once(lab: 
 
 
 async def test_task_queue_typo_stalls_until_the_name_is_fixed(lab: Lab) -> None:
-    outcome = await task_queue.run(lab, lambda line: None, seconds_stalled=2.0)
+    said: list[str] = []
+    outcome = await task_queue.run(lab, said.append, seconds_stalled=2.0)
+    assert_points_at_the_dashboard(said)
 
     assert outcome.ok, failures(outcome)
     assert held(outcome, "nothing ever ran: its history holds only its start")
@@ -201,6 +217,7 @@ async def test_versioning_strands_running_transfers_until_the_change_is_patched(
     said: list[str] = []
 
     outcome = await versioning.run(lab, said.append)
+    assert_points_at_the_dashboard(said)
 
     assert outcome.ok, failures(outcome)
     assert held(outcome, "shows a non-determinism error (WorkflowTaskFailed")
