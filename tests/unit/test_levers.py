@@ -134,12 +134,6 @@ def test_make_turns_its_variables_into_the_levers_options(
 
 
 @LEVERS
-def test_the_readme_shows_each_lever_and_its_undo(kind: type[Lever]) -> None:
-    assert f"`make {kind.make_target} " in README
-    assert f"make {kind.make_undo}" in README
-
-
-@LEVERS
 def test_the_soak_pulls_each_lever_or_says_why_not(kind: type[Lever]) -> None:
     pulled = kind in soak.LEVER_OF_KIND.values()
     assert pulled != (kind in soak.LEFT_OUT), "in the schedule, or left out with a reason"
