@@ -1,6 +1,6 @@
 """The lever catalogue (crashlab/levers.py) is the one place a lever is defined: these tests
 fail when a lever or a bank fault mode is missing anywhere it must appear (the CLI, the
-Makefile, the README, the soak, `status`), and when the host's constants disagree with
+Makefile, the soak, `status`), and when the host's constants disagree with
 compose/compose.yaml.
 
 The `on_now` and `undo_all` tests run the real lever code on ``FakeStack``, the Stack
@@ -52,7 +52,6 @@ from crashlab.stack import COMPOSE_FILE, ROOT
 from tests.unit.test_cli import FakeStack, container
 
 MAKEFILE = (ROOT / "Makefile").read_text()
-README = (ROOT / "README.md").read_text()
 LEVERS = pytest.mark.parametrize("kind", CATALOGUE, ids=lambda k: k.command)
 MODES = pytest.mark.parametrize("mode", list(FaultMode), ids=str)
 
