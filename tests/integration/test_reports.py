@@ -83,5 +83,7 @@ def test_the_bench_report_shows_each_figure_against_its_target(
         "[...document.querySelectorAll('#figures line.target')]"
         ".map((l) => l.getAttribute('stroke'))"
     )
-    assert sorted(targets) == ["#2a9d8f"] * 3 + ["#d62828"]  # met three times, missed once
+    # Met once (the kill recovery, on its p99); missed three times (cold start, worker
+    # start, the throughput ratio): see tests/report_samples.py.
+    assert sorted(targets) == ["#2a9d8f"] + ["#d62828"] * 3
     full_page(browser, ARTIFACTS / "bench-report.png")

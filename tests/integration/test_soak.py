@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -129,3 +130,11 @@ def test_the_command_line_soaks_a_project_and_exits_0(lab: Lab, tmp_path: Path) 
     assert data["verdict"] == "pass"
     assert data["faults"]["by_kind"] == {"worker-kill": 1, "bank-drop": 1}
     assert data["transfers"]["ended"] == 8
+    # Beside the JSON: the page, a band per fault on each of its three charts, and the
+    # JUnit file, one passing case per invariant and per fault.
+    page = (tmp_path / "cli.html").read_text()
+    assert page.count('<g class="band">') == 2 * 3
+    suite = ElementTree.parse(tmp_path / "cli.junit.xml").getroot()
+    cases = suite.findall(".//testcase")
+    assert len(cases) == len(data["invariants"]) + 2
+    assert not suite.findall(".//failure") and not suite.findall(".//error")
