@@ -84,7 +84,12 @@ def crashlab(request: pytest.FixtureRequest, crashlab_config: LabConfig) -> Iter
         # A lab kept by an earlier run: a new run starts from the seed balances.
         lab.down()
     say(f"crashlab: starting the lab in project {lab.project}...")
-    lab.__enter__()
+    try:
+        lab.__enter__()
+    except BaseException:
+        if not option.crashlab_keep:  # kept, a lab that would not start can be looked at
+            lab.down()
+        raise
     say(f"crashlab: the lab is up ({_since(started)}): Temporal {lab.temporal_address}")
     try:
         yield lab
