@@ -191,8 +191,11 @@ class Lab(Stack):
         self.down()
 
     def down(self) -> None:
-        """Stops the lab and deletes its volumes."""
-        self.compose("--profile", "tools", "down", "--volumes", "--timeout", "2")
+        """Stops the lab and deletes its volumes. Everything in the project is the lab's:
+        --remove-orphans also takes workers a run added that this object was not told of."""
+        self.compose(
+            "--profile", "tools", "down", "--volumes", "--remove-orphans", "--timeout", "2"
+        )
 
     def build(self) -> None:
         """Builds what is not current: nothing at all when every image matches its inputs."""

@@ -95,12 +95,20 @@ def lab_running() -> bool:
     return any(c.state == "running" for c in Stack(project=PROJECT).containers())
 
 
+def leftovers() -> list[str]:
+    """Every container of the project, whatever Compose file it came from."""
+    label = f"label=com.docker.compose.project={PROJECT}"
+    found = run(["docker", "ps", "--all", "--quiet", "--filter", label])
+    return found.stdout.split()
+
+
 def test_the_example_suite_passes_with_the_plugin_alone(project: Path) -> None:
     done = pytest_in(project, "--crashlab-project", PROJECT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
     assert "crashlab: the lab is up" in done.stdout
     assert not lab_running(), "the lab should be gone after a run that passed"
+    assert not leftovers(), "nor any container of it, the project's own worker included"
 
 
 def test_a_failure_shows_the_lab_and_keep_then_reuse_it(project: Path) -> None:
@@ -131,7 +139,11 @@ def test_a_failure_shows_the_lab_and_keep_then_reuse_it(project: Path) -> None:
         assert lab_running(), "--crashlab-reuse leaves the lab it attached to running"
     finally:
         (project / "tests" / "test_broken.py").unlink()
-        Stack(project=PROJECT).compose("down", "--volumes", "--timeout", "2", check=False)
+        # The project's own worker is not in the lab's Compose file: an orphan here.
+        Stack(project=PROJECT).compose(
+            "down", "--volumes", "--remove-orphans", "--timeout", "2", check=False
+        )
+    assert not leftovers(), "the kept lab, its own worker included, is gone after the test"
 
 
 def section(output: str, title: str) -> str:
