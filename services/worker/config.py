@@ -137,7 +137,7 @@ async def connect(
     *,
     wait_seconds: float,
     say: Callable[[str], None],
-    retry_every: float = 0.5,
+    retry_every: float = 0.1,  # a refused connection costs ~3 ms: ask often
     runtime: Runtime | None = None,
 ) -> Client:
     """Connect to Temporal, trying again for up to ``wait_seconds`` while it starts.
