@@ -19,6 +19,10 @@ class Timeline:
 
     def start(self) -> None:
         self.t0 = time.monotonic()
+        self.epoch = time.time()  # the same moment, to place Temporal's timestamps
+
+    def since_start(self, epoch_seconds: float) -> float:
+        return epoch_seconds - self.epoch
 
     def now(self) -> float:
         return time.monotonic() - self.t0

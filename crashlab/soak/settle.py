@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 
+from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from bank.models import Movement
@@ -20,9 +23,11 @@ from crashlab.soak.verdict import (
     ALL_ENDED,
     AS_EXPECTED,
     AT_END,
+    NO_LOST_TASK,
     RIGHT_ACCOUNTS,
     check_movements,
     check_outcome,
+    check_timeouts,
     measure_recoveries,
 )
 from crashlab.transfers import ledger_after, transfer_id
@@ -88,6 +93,62 @@ async def settle(
         invariants[AS_EXPECTED].record(check_outcome(record))
         invariants[RIGHT_ACCOUNTS].record(check_movements(spec, by_ref.get(spec.reference_id, [])))
     measure_recoveries(result.faults, sorted(ends))
+    if client is not None:
+        await _check_histories(client, result, [t for t in started if t.finished], timeline)
+
+
+async def _check_histories(
+    client: Client, result: SoakResult, ended: list[TransferRecord], timeline: Timeline
+) -> None:
+    """Every timeout in the ended transfers' histories, each explained by a fault or not."""
+    invariant = next(inv for inv in result.invariants if inv.name == NO_LOST_TASK)
+    limit = asyncio.Semaphore(8)
+    redirected = 0
+
+    async def one(record: TransferRecord) -> None:
+        nonlocal redirected
+        async with limit:
+            try:
+                history = await client.get_workflow_handle(
+                    transfer_id(record.spec.reference_id)
+                ).fetch_history(rpc_timeout=timedelta(seconds=10))
+            except Exception as err:
+                result.notes.append(f"Could not read {record.spec.reference_id}'s history: {err}")
+                return
+        lost, moved = timeouts_in(history.events, timeline)
+        redirected += moved
+        invariant.record(check_timeouts(record.spec.reference_id, lost, result.faults))
+
+    await asyncio.gather(*(one(record) for record in ended))
+    if redirected:
+        result.notes.append(
+            f"{redirected} workflow task(s) waited past the sticky queue's 1 s and went to "
+            "the normal queue (not lost: another poll took them)."
+        )
+
+
+def timeouts_in(events: Iterable[HistoryEvent], timeline: Timeline) -> tuple[list[float], int]:
+    """When (seconds since the soak began) a task of this history was given up on: a
+    workflow task whose answer never came, an activity attempt that timed out (placed at
+    the next attempt's start: Temporal records only the attempt that ended). And how many
+    workflow tasks left a sticky queue unanswered."""
+    lost: list[float] = []
+    moved = 0
+    for event in events:
+        at = timeline.since_start(event.event_time.ToMicroseconds() / 1e6)
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+            kind = event.workflow_task_timed_out_event_attributes.timeout_type
+            if kind == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START:
+                moved += 1
+            else:
+                lost.append(at)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+            lost.append(at)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            failure = event.activity_task_started_event_attributes.last_failure
+            if failure.HasField("timeout_failure_info"):
+                lost.append(at)
+    return lost, moved
 
 
 async def _client_within(conns: Connections, result: SoakResult, seconds: float) -> Client | None:

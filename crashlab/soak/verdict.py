@@ -13,6 +13,7 @@ from crashlab.invariants import (
 )
 from crashlab.soak.plan import WORKFLOW_STATUS, TransferSpec
 from crashlab.soak.records import FaultRecord, Invariant, SoakResult, TransferRecord
+from worker.workflows import BANK_CALL_TIMEOUT
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -27,6 +28,11 @@ LEDGER_CHECKS = tuple(c.name for c in check([], [], settled=True).checks)
 ALL_ENDED = "every transfer's workflow ended"
 AS_EXPECTED = "every transfer ended as it had to (ledger outcome and workflow status)"
 RIGHT_ACCOUNTS = "every movement hit its transfer's account with its amount"
+NO_LOST_TASK = "no task timed out with no fault to explain it (every transfer's history)"
+# How long after a fault a timeout may still be its doing: a bank call it held up times
+# out after BANK_CALL_TIMEOUT, and a workflow task it held up after 2 s (the dev
+# server's default workflow task timeout, services/temporal/Dockerfile).
+TIMEOUT_AFTER_FAULT = BANK_CALL_TIMEOUT.total_seconds() + 2.0
 
 
 def fresh_invariants() -> list[Invariant]:
@@ -39,7 +45,31 @@ def fresh_invariants() -> list[Invariant]:
         Invariant(ALL_ENDED),
         Invariant(AS_EXPECTED),
         Invariant(RIGHT_ACCOUNTS),
+        Invariant(NO_LOST_TASK),
     ]
+
+
+def fault_explaining(at: float, faults: Sequence[FaultRecord]) -> FaultRecord | None:
+    """The fault, if any, that a timeout at ``at`` (seconds since the soak began) may
+    come from: one in place then, or undone less than TIMEOUT_AFTER_FAULT before."""
+    for fault in faults:
+        if fault.started is None:
+            continue
+        over = max(t for t in (fault.started, fault.injected, fault.undone, fault.ended) if t)
+        if fault.started <= at <= over + TIMEOUT_AFTER_FAULT:
+            return fault
+    return None
+
+
+def check_timeouts(
+    reference_id: str, timeouts: Iterable[float], faults: Sequence[FaultRecord]
+) -> str | None:
+    """A task given up on while no fault was near: a loaded but healthy worker lost it,
+    which a timeout shortened for speed must never cause."""
+    for at in timeouts:
+        if fault_explaining(at, faults) is None:
+            return f"transfer {reference_id}: a task timed out at {at:.1f} s, with no fault near"
+    return None
 
 
 def recovery_after(undone: float, until: float | None, ends: Sequence[float]) -> float | None:

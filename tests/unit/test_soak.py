@@ -9,6 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.failure.v1 import Failure, TimeoutFailureInfo
+from temporalio.api.history.v1 import (
+    ActivityTaskStartedEventAttributes,
+    HistoryEvent,
+    WorkflowTaskTimedOutEventAttributes,
+)
 
 from bank.ledger import SEED_ACCOUNTS
 from bank.models import Movement, Operation
@@ -29,6 +36,9 @@ from crashlab.soak import (
     TransferSpec,
     fresh_invariants,
 )
+from crashlab.soak.clock import Timeline
+from crashlab.soak.settle import timeouts_in
+from crashlab.soak.verdict import TIMEOUT_AFTER_FAULT, check_timeouts
 
 BALANCES = dict(SEED_ACCOUNTS)
 
@@ -408,3 +418,68 @@ def test_bad_options_exit_2_before_anything_runs(
         soak.main([*argv, "--dry-run"])
     assert exit_.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+# --- timeouts in the histories: a loaded worker must not lose its tasks ------------------
+
+
+def _event(kind: str, at: float, **attributes: object) -> HistoryEvent:
+    event = HistoryEvent(event_type=EventType.Value(f"EVENT_TYPE_{kind}"))
+    event.event_time.FromMicroseconds(int(at * 1e6))
+    for name, value in attributes.items():
+        getattr(event, name).CopyFrom(value)
+    return event
+
+
+def test_a_timeout_counts_as_lost_only_if_no_fault_explains_it() -> None:
+    spec = FaultSpec(1, 1.0, "worker-kill", "worker", 1.0)
+    faults = [FaultRecord(spec, started=10.0, injected=10.5, undone=12.0, ended=14.0)]
+    late = 14.0 + TIMEOUT_AFTER_FAULT
+    assert check_timeouts("t-1", [11.0, 14.0, late], faults) is None
+    assert check_timeouts("t-1", [], faults) is None
+    lost = check_timeouts("t-1", [9.0], faults) or ""
+    assert lost == "transfer t-1: a task timed out at 9.0 s, with no fault near"
+    assert check_timeouts("t-1", [late + 0.1], faults)
+    never = [FaultRecord(spec, started=None)]
+    assert check_timeouts("t-1", [11.0], never)
+
+
+def test_the_history_says_which_tasks_timed_out_and_when() -> None:
+    timeline = Timeline(lambda _: None)
+    t0 = timeline.epoch
+    timed_out = WorkflowTaskTimedOutEventAttributes
+    events = [
+        _event("WORKFLOW_EXECUTION_STARTED", t0 + 1),
+        _event(
+            "WORKFLOW_TASK_TIMED_OUT",
+            t0 + 2,
+            workflow_task_timed_out_event_attributes=timed_out(
+                timeout_type=TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE
+            ),
+        ),
+        _event(
+            "WORKFLOW_TASK_TIMED_OUT",
+            t0 + 3,
+            workflow_task_timed_out_event_attributes=timed_out(
+                timeout_type=TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
+            ),
+        ),
+        _event(
+            "ACTIVITY_TASK_STARTED",
+            t0 + 4,
+            activity_task_started_event_attributes=ActivityTaskStartedEventAttributes(
+                attempt=2, last_failure=Failure(timeout_failure_info=TimeoutFailureInfo())
+            ),
+        ),
+        _event(
+            "ACTIVITY_TASK_STARTED",
+            t0 + 5,
+            activity_task_started_event_attributes=ActivityTaskStartedEventAttributes(
+                attempt=2, last_failure=Failure(message="the bank said no")
+            ),
+        ),
+        _event("ACTIVITY_TASK_TIMED_OUT", t0 + 6),
+    ]
+    lost, moved = timeouts_in(events, timeline)
+    assert [round(at, 3) for at in lost] == [2.0, 4.0, 6.0]
+    assert moved == 1
