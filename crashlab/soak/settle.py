@@ -103,10 +103,10 @@ async def _check_histories(
     """Every timeout in the ended transfers' histories, each explained by a fault or not."""
     invariant = next(inv for inv in result.invariants if inv.name == NO_LOST_TASK)
     limit = asyncio.Semaphore(8)
-    redirected = 0
+    redirected = timed_out = 0
 
     async def one(record: TransferRecord) -> None:
-        nonlocal redirected
+        nonlocal redirected, timed_out
         async with limit:
             try:
                 history = await client.get_workflow_handle(
@@ -117,9 +117,14 @@ async def _check_histories(
                 return
         lost, moved = timeouts_in(history.events, timeline)
         redirected += moved
+        timed_out += len(lost)
         invariant.record(check_timeouts(record.spec.reference_id, lost, result.faults))
 
     await asyncio.gather(*(one(record) for record in ended))
+    result.notes.append(
+        f"The histories hold {timed_out} timed-out task(s) (a workflow task unanswered, an "
+        "activity attempt given up on); each must fall during a fault or just after it."
+    )
     if redirected:
         result.notes.append(
             f"{redirected} workflow task(s) waited past the sticky queue's 1 s and went to "
