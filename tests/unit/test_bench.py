@@ -28,3 +28,18 @@ def test_the_report_names_every_missed_target() -> None:
     text = report(bench)
     assert "median <= 3: MISSED" in text and "median <= 1: met" in text
     assert text.splitlines()[-1] == "Targets missed: 1 (cold start)"
+
+
+def test_the_report_shows_where_the_slowest_kill_s_time_went() -> None:
+    bench = Bench(runs=1)
+    bench.slow_kills += [
+        {"service": "temporal", "recovery_s": 2.5, "history": "+0.10 workflow_task_started"},
+        {"service": "temporal", "recovery_s": 4.0, "history": "+2.00 workflow_task_timed_out"},
+    ]
+    lines = report(bench).splitlines()
+    heading = lines.index(
+        "The slowest temporal kill's last transfer (4.00 s), its history in seconds from "
+        "the service healthy:"
+    )
+    assert lines[heading + 1] == "  +2.00 workflow_task_timed_out"
+    assert not any("worker kill's" in line for line in lines)
