@@ -170,7 +170,7 @@ soak: build ## Chaos soak: 300 transfers under 30 seeded faults, invariants chec
 .PHONY: bench
 bench: build ## Measure start-up, recovery, throughput and memory (a few minutes; not a test; FIRST_BUILD=1 also times a build from nothing)
 	@$(VENV)/bin/python -m crashlab.bench $(if $(RUNS),--runs $(RUNS)) $(if $(FIRST_BUILD),--first-build) \
-		$(if $(KILLS),--kills $(KILLS)) $(if $(RATE),--rate $(RATE))
+		$(if $(KILLS),--kills $(KILLS)) $(if $(STREAM_RATE),--rate $(STREAM_RATE))
 
 .PHONY: test
 test: lint build $(VENV)/.test-tools ## Run every test: unit, then the real stack through testcontainers

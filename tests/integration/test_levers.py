@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from crashlab import cli
@@ -177,6 +178,52 @@ async def test_a_killed_worker_strands_a_transfer_until_it_is_started_again(
     after = await in_thread(lab.balances)
     assert (after["10-001"], after["10-002"]) == (before["10-001"] - 10, before["10-002"] + 10)
     assert "!!" not in await status_screen(lab, capsys)
+
+
+async def test_a_restarted_worker_takes_the_next_step_without_waiting_on_the_dead_one(
+    lab: Lab, temporal: Client
+) -> None:
+    """A killed worker leaves the workflows it had cached tied to its sticky queue. The
+    worker that starts releases them first, so the step after the retried deposit goes
+    straight to it: no workflow task in the history waited out a sticky timeout."""
+    await in_thread(lambda: lab.fault("deposit", "latency", latency_ms=5000))
+    try:
+        ref = str(uuid.uuid4())
+        started = await in_thread(
+            lab.starter,
+            *("transfer", "--from", "10-003", "--to", "10-004", "--amount", "5"),
+            *("--reference-id", ref, "--no-wait"),
+        )
+        assert started.returncode == 0, started.stderr
+        handle = temporal.get_workflow_handle(f"transfer-{ref}", result_type=str)
+
+        async def pending() -> list[str]:
+            described = await handle.describe()
+            return [a.activity_type.name for a in described.raw_description.pending_activities]
+
+        await until("the deposit in flight", pending, lambda names: "deposit" in names)
+        await in_thread(lab.kill, "worker")
+    finally:
+        await in_thread(lab.clear_faults)
+    await in_thread(lab.start, "worker")
+    await asyncio.wait_for(handle.result(), 30)
+
+    events = [event async for event in handle.fetch_history_events()]
+    retried = [
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.attempt > 1
+    ]
+    assert retried, "the kill did not cut off the deposit: nothing was tested"
+    sticky_waits = [
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+        and e.workflow_task_timed_out_event_attributes.timeout_type
+        == TimeoutType.TIMEOUT_TYPE_SCHEDULE_TO_START
+    ]
+    assert sticky_waits == [], "a step waited on the killed worker's sticky queue"
 
 
 async def test_a_paused_bank_answers_nothing_until_it_is_unpaused(
