@@ -159,23 +159,26 @@ async def _release_sticky_workflows(client: Client, task_queues: list[str]) -> N
     starting worker cannot tell which workflows a dead worker held, so it releases them
     all; a live worker that had one cached replays it once, which costs milliseconds.
     """
-    released = 0
+
+    async def release(execution: WorkflowExecution) -> bool:
+        try:
+            await client.workflow_service.reset_sticky_task_queue(
+                ResetStickyTaskQueueRequest(namespace=client.namespace, execution=execution)
+            )
+        except RPCError:  # it ended meanwhile
+            return False
+        return True
+
+    running: list[WorkflowExecution] = []
     for queue in task_queues:
         query = f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
         try:
-            async for execution in client.list_workflows(query):
-                with contextlib.suppress(RPCError):  # it ended meanwhile
-                    await client.workflow_service.reset_sticky_task_queue(
-                        ResetStickyTaskQueueRequest(
-                            namespace=client.namespace,
-                            execution=WorkflowExecution(
-                                workflow_id=execution.id, run_id=execution.run_id
-                            ),
-                        )
-                    )
-                    released += 1
+            async for listed in client.list_workflows(query):
+                running.append(WorkflowExecution(workflow_id=listed.id, run_id=listed.run_id))
         except RPCError as err:
             log.warning(f"Cannot list the running workflows on {queue}: {err}")
+    # All at once: the worker polls only after this, so it must be quick.
+    released = sum(await asyncio.gather(*(release(execution) for execution in running)))
     if released:
         log.info(
             f"{released} running workflow(s): their next step goes to any worker, "
