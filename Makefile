@@ -168,7 +168,7 @@ soak: build ## Chaos soak: 300 transfers under 30 seeded faults, invariants chec
 		$(if $(FAULTS),--faults $(FAULTS)) $(if $(OWN_LAB),--own-lab) $(ARGS)
 
 .PHONY: bench
-bench: build ## Measure start-up, recovery, throughput and memory (a few minutes; not a test; FIRST_BUILD=1 also times a build from nothing)
+bench: build $(VENV)/.test-tools ## Measure start-up, recovery, throughput and memory (about 25 min; not a test; FIRST_BUILD=1 also times a build from nothing)
 	@$(VENV)/bin/python -m crashlab.bench $(if $(RUNS),--runs $(RUNS)) $(if $(FIRST_BUILD),--first-build) \
 		$(if $(KILLS),--kills $(KILLS)) $(if $(STREAM_RATE),--rate $(STREAM_RATE))
 
