@@ -169,14 +169,17 @@ async def _release_sticky_workflows(client: Client, task_queues: list[str]) -> N
             return False
         return True
 
-    running: list[WorkflowExecution] = []
-    for queue in task_queues:
-        query = f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
+    queues = " OR ".join(f"TaskQueue = '{queue}'" for queue in task_queues)
+    query = f"({queues}) AND ExecutionStatus = 'Running'"
+    while True:
         try:
-            async for listed in client.list_workflows(query):
-                running.append(WorkflowExecution(workflow_id=listed.id, run_id=listed.run_id))
-        except RPCError as err:
-            log.warning(f"Cannot list the running workflows on {queue}: {err}")
+            running = [
+                WorkflowExecution(workflow_id=listed.id, run_id=listed.run_id)
+                async for listed in client.list_workflows(query)
+            ]
+            break
+        except RPCError:  # a server that just started may not serve its namespace yet
+            await asyncio.sleep(0.1)
     # All at once: the worker polls only after this, so it must be quick.
     released = sum(await asyncio.gather(*(release(execution) for execution in running)))
     if released:
@@ -293,7 +296,8 @@ async def _run_until_stopped(
             await _release_sticky_workflows(client, queues)
     except TimeoutError:
         log.warning(
-            f"Releasing the running workflows took over {RELEASE_WITHIN:g} s; starting anyway."
+            f"Could not release the running workflows within {RELEASE_WITHIN:g} s; "
+            "starting anyway (a step may wait out a dead worker's sticky timeout)."
         )
     running = [asyncio.create_task(w.run()) for w in workers]
     stopping = asyncio.create_task(stop.wait())
