@@ -9,3 +9,10 @@ SKIPPED_HINTS = {
     "05-network-partition": "No transfer has run since this challenge began",
     "06-versioning": "No transfer has met a non-determinism error yet",
 }
+
+
+def assert_one_fail_line(stdout: str, hint: str) -> None:
+    """A failing check says so in one `FAIL:` line, and that line says what to do."""
+    assert stdout.startswith("FAIL: "), stdout
+    assert len(stdout.strip().splitlines()) == 1, stdout
+    assert hint in stdout, stdout

@@ -55,7 +55,8 @@ def fault_explaining(at: float, faults: Sequence[FaultRecord]) -> FaultRecord | 
     for fault in faults:
         if fault.started is None:
             continue
-        over = max(t for t in (fault.started, fault.injected, fault.undone, fault.ended) if t)
+        times = (fault.started, fault.injected, fault.undone, fault.ended)
+        over = max(t for t in times if t is not None)
         if fault.started <= at <= over + TIMEOUT_AFTER_FAULT:
             return fault
     return None

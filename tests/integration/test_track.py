@@ -35,7 +35,7 @@ from crashlab.testing import PORT_VARIABLES, Lab
 from crashlab.track import lab_state
 from crashlab.track.__main__ import change_workflow, wait_activity, wait_stuck
 from crashlab.track.record import Recorder
-from tests.hints import SKIPPED_HINTS
+from tests.hints import SKIPPED_HINTS, assert_one_fail_line
 from tests.integration.module01 import ROOT, exercise_env, module01_copy, run_workflow_command
 from worker.shared import PRINT_NUMBERS_TASK_QUEUE_NAME, PRINT_NUMBERS_WORKFLOW_ID
 
@@ -126,9 +126,7 @@ def fails_with(challenge: str, env: dict[str, str], hint: str) -> str:
     """The check fails with one FAIL: line that contains ``hint``."""
     result = run_script(challenge, "check", env, timeout=CHECK_TIME_LIMIT)
     assert result.returncode != 0, result
-    assert result.stdout.startswith("FAIL: "), result
-    assert len(result.stdout.strip().splitlines()) == 1, result.stdout
-    assert hint in result.stdout, result.stdout
+    assert_one_fail_line(result.stdout, hint)
     return result.stdout
 
 
